@@ -1,0 +1,268 @@
+// Package result is the data a load-generator run produces: the schema that
+// bin/loadgen writes with -out and that bin/bench reads, merges across
+// load-generator processes and repeats, and reports from. Results are data
+// first and reported afterwards, as in vegeta.
+package result
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// SchemaVersion changes whenever a field changes meaning or disappears.
+const SchemaVersion = 1
+
+// Histogram bounds: values are recorded in microseconds, from 1 µs to 10 min,
+// with 3 significant figures. Every histogram in a Result uses them, so any
+// two can be merged.
+const (
+	HistLowest  = 1
+	HistHighest = int64(10 * time.Minute / time.Microsecond)
+	HistSigFigs = 3
+)
+
+// NewHistogram returns an empty histogram with the shared bounds.
+func NewHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(HistLowest, HistHighest, HistSigFigs)
+}
+
+// Percentiles summarises a histogram in milliseconds.
+type Percentiles struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P90   float64 `json:"p90_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
+	Max   float64 `json:"max_ms"`
+	Mean  float64 `json:"mean_ms"`
+}
+
+// Summarize reads the percentiles of a microsecond histogram.
+func Summarize(h *hdrhistogram.Histogram) Percentiles {
+	ms := func(v int64) float64 { return float64(v) / 1000 }
+	return Percentiles{
+		Count: h.TotalCount(),
+		P50:   ms(h.ValueAtQuantile(50)),
+		P90:   ms(h.ValueAtQuantile(90)),
+		P99:   ms(h.ValueAtQuantile(99)),
+		P999:  ms(h.ValueAtQuantile(99.9)),
+		Max:   ms(h.Max()),
+		Mean:  h.Mean() / 1000,
+	}
+}
+
+// Counts are the delivery-correctness figures, counted per client and summed.
+type Counts struct {
+	Expected     int64 `json:"expected"`      // ticks of the subscribed symbols published while connected or resumable
+	Received     int64 `json:"received"`      // ticks received (including duplicates)
+	Duplicates   int64 `json:"duplicates"`    // a seq received twice
+	OutOfOrder   int64 `json:"out_of_order"`  // a seq lower than one already received (not a duplicate)
+	Missing      int64 `json:"missing"`       // silent loss: expected, never received, not covered by a gap
+	Gaps         int64 `json:"gaps"`          // gap signals received
+	GapTicks     int64 `json:"gap_ticks"`     // ticks those gaps covered
+	WrongSymbol  int64 `json:"wrong_symbol"`  // a tick outside the subscription's filter
+	WrongContent int64 `json:"wrong_content"` // a tick whose (sym, price) differs from the deterministic feed
+	Reconnects   int64 `json:"reconnects"`
+}
+
+// Bytes on the wire, counted on the connection (headers and framing included).
+type Bytes struct {
+	Sent     int64   `json:"sent"`     // client to server
+	Received int64   `json:"received"` // server to client
+	PerTick  float64 `json:"per_tick"` // Received / Counts.Received
+}
+
+// Self is what the load generator itself cost, so that a saturated load
+// generator is reported rather than mistaken for a slow server.
+type Self struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	CPUCores    float64 `json:"cpu_cores"` // CPU seconds / wall seconds
+	MaxRSSBytes int64   `json:"max_rss_bytes"`
+	GOMAXPROCS  int     `json:"gomaxprocs"`
+	Saturated   bool    `json:"saturated"`
+	Warning     string  `json:"warning,omitempty"`
+}
+
+// Result is one load-generator process's run, or a merge of several.
+type Result struct {
+	SchemaVersion int       `json:"schema_version"`
+	Transport     string    `json:"transport"` // sse, ws, poll, shortpoll, or storm-sse, storm-ws, storm-poll
+	URL           string    `json:"url"`
+	Clients       int       `json:"clients"`
+	Symbols       []string  `json:"symbols,omitempty"` // the subscription filter; empty means all
+	Start         time.Time `json:"start"`
+	Duration      float64   `json:"duration_s"` // measured wall time
+
+	Connected int64            `json:"connected"`          // clients connected at the end
+	Failures  map[string]int64 `json:"failures,omitempty"` // failed connections by cause: refused, reset, timeout, emfile, http_503, ...
+	Requests  int64            `json:"requests,omitempty"` // HTTP requests made (polling)
+
+	Messages   int64   `json:"messages"`     // ticks received
+	MsgsPerSec float64 `json:"msgs_per_sec"` // Messages / Duration
+	PerClient  float64 `json:"msgs_per_sec_per_client"`
+
+	Counts Counts `json:"counts"`
+	Bytes  Bytes  `json:"bytes"`
+	Self   Self   `json:"self"`
+
+	// Latency: arrival minus the tick's scheduled ts. Connect: dial to
+	// handshake done. FirstTick: dial to first tick. Summaries in ms; the
+	// Hist* fields hold the full histograms (µs) in HdrHistogram's
+	// compressed V2 encoding, so that results merge exactly.
+	Latency       Percentiles `json:"latency"`
+	Connect       Percentiles `json:"connect"`
+	FirstTick     Percentiles `json:"first_tick"`
+	HistLatency   string      `json:"hist_latency"`
+	HistConnect   string      `json:"hist_connect"`
+	HistFirstTick string      `json:"hist_first_tick"`
+}
+
+// Write writes r as indented JSON to path.
+func (r *Result) Write(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	return nil
+}
+
+// Read decodes a Result and checks its schema version.
+func Read(rd io.Reader) (*Result, error) {
+	var r Result
+	if err := json.NewDecoder(rd).Decode(&r); err != nil {
+		return nil, fmt.Errorf("decode result: %w", err)
+	}
+	if r.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("result schema version %d, want %d", r.SchemaVersion, SchemaVersion)
+	}
+	return &r, nil
+}
+
+// ReadFile reads a Result from path.
+func ReadFile(path string) (*Result, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// EncodeHist encodes a histogram for a Result.
+func EncodeHist(h *hdrhistogram.Histogram) (string, error) {
+	b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+	if err != nil {
+		return "", fmt.Errorf("encode histogram: %w", err)
+	}
+	return string(b), nil
+}
+
+// DecodeHist decodes a histogram written by EncodeHist; "" is an empty one.
+func DecodeHist(s string) (*hdrhistogram.Histogram, error) {
+	if s == "" {
+		return NewHistogram(), nil
+	}
+	h, err := hdrhistogram.Decode([]byte(s))
+	if err != nil {
+		return nil, fmt.Errorf("decode histogram: %w", err)
+	}
+	return h, nil
+}
+
+// Merge combines results of load-generator processes that ran side by side
+// against the same server: counts, bytes and failures add up, histograms
+// merge exactly, and throughput adds up over the longest duration.
+func Merge(rs ...*Result) (*Result, error) {
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("merge: no results")
+	}
+	out := &Result{SchemaVersion: SchemaVersion, Transport: rs[0].Transport, URL: rs[0].URL, Symbols: rs[0].Symbols, Start: rs[0].Start}
+	hl, hc, hf := NewHistogram(), NewHistogram(), NewHistogram()
+	for _, r := range rs {
+		if r.Transport != out.Transport {
+			return nil, fmt.Errorf("merge: transport %q with %q", r.Transport, out.Transport)
+		}
+		out.Clients += r.Clients
+		out.Connected += r.Connected
+		out.Requests += r.Requests
+		out.Messages += r.Messages
+		if r.Duration > out.Duration {
+			out.Duration = r.Duration
+		}
+		if r.Start.Before(out.Start) {
+			out.Start = r.Start
+		}
+		for k, v := range r.Failures {
+			if out.Failures == nil {
+				out.Failures = map[string]int64{}
+			}
+			out.Failures[k] += v
+		}
+		c := &out.Counts
+		c.Expected += r.Counts.Expected
+		c.Received += r.Counts.Received
+		c.Duplicates += r.Counts.Duplicates
+		c.OutOfOrder += r.Counts.OutOfOrder
+		c.Missing += r.Counts.Missing
+		c.Gaps += r.Counts.Gaps
+		c.GapTicks += r.Counts.GapTicks
+		c.WrongSymbol += r.Counts.WrongSymbol
+		c.WrongContent += r.Counts.WrongContent
+		c.Reconnects += r.Counts.Reconnects
+		out.Bytes.Sent += r.Bytes.Sent
+		out.Bytes.Received += r.Bytes.Received
+		out.Self.CPUSeconds += r.Self.CPUSeconds
+		out.Self.CPUCores += r.Self.CPUCores
+		out.Self.MaxRSSBytes += r.Self.MaxRSSBytes
+		out.Self.GOMAXPROCS += r.Self.GOMAXPROCS
+		if r.Self.Saturated {
+			out.Self.Saturated = true
+			out.Self.Warning = r.Self.Warning
+		}
+		for _, p := range []struct {
+			dst *hdrhistogram.Histogram
+			src string
+		}{{hl, r.HistLatency}, {hc, r.HistConnect}, {hf, r.HistFirstTick}} {
+			h, err := DecodeHist(p.src)
+			if err != nil {
+				return nil, err
+			}
+			if dropped := p.dst.Merge(h); dropped != 0 {
+				return nil, fmt.Errorf("merge: %d histogram values out of range", dropped)
+			}
+		}
+	}
+	if out.Duration > 0 {
+		out.MsgsPerSec = float64(out.Messages) / out.Duration
+		if out.Clients > 0 {
+			out.PerClient = out.MsgsPerSec / float64(out.Clients)
+		}
+	}
+	if out.Counts.Received > 0 {
+		out.Bytes.PerTick = float64(out.Bytes.Received) / float64(out.Counts.Received)
+	}
+	out.Latency, out.Connect, out.FirstTick = Summarize(hl), Summarize(hc), Summarize(hf)
+	var err error
+	if out.HistLatency, err = EncodeHist(hl); err != nil {
+		return nil, err
+	}
+	if out.HistConnect, err = EncodeHist(hc); err != nil {
+		return nil, err
+	}
+	if out.HistFirstTick, err = EncodeHist(hf); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,184 @@
+// Command server runs one pushbench server: the deterministic price feed
+// over SSE, WebSocket or long polling (or all three for the demo page), per
+// ../shared/PROTOCOL.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/server"
+	"github.com/pushbench/pushbench/servers/sse"
+	"github.com/pushbench/pushbench/servers/ws"
+)
+
+// fdReserve is kept free of clients for the listener, /metrics scrapes and
+// the process's own files, so that the server answers 503 at its client cap
+// instead of failing accept with EMFILE.
+const fdReserve = 64
+
+// shutdownTimeout bounds a graceful stop.
+const shutdownTimeout = 5 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		transport    = fs.String("transport", "all", "transport to serve: sse, ws, poll or all (all: every endpoint, for the demo page)")
+		addr         = fs.String("addr", "127.0.0.1:8080", "listen address host:port (port 0 picks a free one)")
+		seed         = fs.Uint64("seed", feed.DefaultSeed, "feed seed: the same seed, symbols and rate give the same ticks")
+		symbols      = fs.Int("symbols", feed.DefaultSymbols, fmt.Sprintf("number of symbols in the feed (1..%d)", feed.MaxSymbols))
+		rate         = fs.Float64("rate", feed.DefaultRate, "ticks per second for the whole feed")
+		history      = fs.Int("history", feed.DefaultHistory, "ticks retained for resume")
+		heartbeat    = fs.Duration("heartbeat", sse.DefaultHeartbeat, "SSE heartbeat comment after this long without writes")
+		retry        = fs.Duration("retry", sse.DefaultRetry, "SSE retry hint sent to clients")
+		ping         = fs.Duration("ping", ws.DefaultPing, "WebSocket ping period; a peer that misses a pong for 1.5 periods is dropped")
+		writeTimeout = fs.Duration("write-timeout", sse.DefaultWriteTimeout, "deadline of every write; a client that blocks longer is dropped")
+		maxConns     = fs.Int("max-conns", 0, "cap on streaming clients and held polls (0: the open-files limit minus a reserve)")
+		allowOrigin  = fs.String("allow-origin", "", "WebSocket origins allowed besides same-origin, comma separated, or * for any")
+		logLevel     = fs.String("log", "info", "log level: debug, info, warn or error")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: server [flags]\n\nServes the pushbench feed per PROTOCOL.md on /sse, /ws, /poll, /metrics, /healthz and / (demo page).\n\nFlags:\n")
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "server: "+format+"\n", a...)
+		return 2
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return 0
+		}
+		return fail("%v (see -h)", err)
+	}
+	if fs.NArg() > 0 {
+		return fail("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fail("-log must be debug, info, warn or error, got %q", *logLevel)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"heartbeat", *heartbeat}, {"retry", *retry}, {"ping", *ping}, {"write-timeout", *writeTimeout}} {
+		if d.v <= 0 {
+			return fail("-%s must be a positive duration, got %v", d.name, d.v)
+		}
+	}
+	if _, _, err := net.SplitHostPort(*addr); err != nil {
+		return fail("-addr must be host:port, got %q", *addr)
+	}
+	var origins []string
+	if *allowOrigin != "" {
+		origins = strings.Split(*allowOrigin, ",")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	soft, hard, err := raiseOpenFiles()
+	if err != nil {
+		log.Warn("could not raise the open-files limit", "soft", soft, "hard", hard, "err", err)
+	}
+	budget := int(soft) - fdReserve
+	if *maxConns == 0 {
+		*maxConns = max(budget, 1)
+	} else if *maxConns > budget {
+		log.Warn("-max-conns exceeds the open-files limit; clients past it are refused at accept",
+			"max_conns", *maxConns, "open_files", soft, "raise_with", "ulimit -n (hard limit) or /etc/security/limits.conf")
+	}
+	log.Info("open files", "soft", soft, "hard", hard, "max_conns", *maxConns)
+
+	srv, err := server.New(server.Config{
+		Transport: *transport,
+		Feed:      feed.Config{Seed: *seed, Symbols: *symbols, Rate: *rate, History: *history},
+		Retry:     *retry, Heartbeat: *heartbeat, Ping: *ping, WriteTimeout: *writeTimeout,
+		MaxConns: *maxConns, AllowOrigin: origins, Logger: log,
+	})
+	if err != nil {
+		return fail("%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "server: "), "feed: "))
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "server: listen: %v\n", err)
+		return 1
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	feedDone := make(chan error, 1)
+	go func() { feedDone <- srv.Run(ctx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- hs.Serve(srv.Listener(ln)) }()
+	log.Info("serving", "addr", ln.Addr().String(), "transport", *transport, "seed", *seed,
+		"symbols", *symbols, "rate", *rate, "history", *history)
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: shutting down")
+	case err := <-serveDone:
+		log.Error("serve", "err", err)
+		code = 1
+	case err := <-feedDone:
+		log.Error("feed stopped", "err", err)
+		code = 1
+	}
+	stop() // a second signal kills the process the default way
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Shutdown(sctx) }()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+		_ = hs.Close()
+	}
+	if err := <-errc; err != nil {
+		log.Warn("stream shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return code
+}
+
+// raiseOpenFiles raises the soft RLIMIT_NOFILE to the hard limit and
+// returns the limits in force.
+func raiseOpenFiles() (soft, hard uint64, err error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		want := lim
+		want.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			return lim.Cur, lim.Max, fmt.Errorf("setrlimit: %w", err)
+		}
+		lim = want
+	}
+	return lim.Cur, lim.Max, nil
+}

@@ -1,0 +1,89 @@
+// Package metrics holds the server's Prometheus instruments on a registry of
+// its own (never the global default one), so that several servers can live
+// in one test binary and bench can scrape exactly what one process did.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Transport names used as label values.
+const (
+	SSE  = "sse"
+	WS   = "ws"
+	Poll = "poll"
+)
+
+// Reasons for a refused connection.
+const (
+	ReasonMaxConns = "max_conns"     // -max-conns reached (or the open-files budget)
+	ReasonEMFILE   = "emfile"        // accept failed: too many open files
+	ReasonShutdown = "shutting_down" // the server is draining
+)
+
+// Metrics are the server's instruments.
+type Metrics struct {
+	Registry     *prometheus.Registry
+	ConnsOpen    *prometheus.GaugeVec
+	Refused      *prometheus.CounterVec
+	Deliveries   *prometheus.CounterVec
+	BytesWritten *prometheus.CounterVec
+	Gaps         *prometheus.CounterVec
+	WriteErrors  *prometheus.CounterVec
+	PollRequests prometheus.Counter
+}
+
+// New builds the instruments and registers them, with the Go and process
+// collectors, on a new registry.
+func New() *Metrics {
+	const ns = "pushbench"
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		ConnsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "connections_open",
+			Help: "Streaming connections (and held polls) open now, by transport."}, []string{"transport"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_refused_total",
+			Help: "Connections refused at a limit, by transport and reason."}, []string{"transport", "reason"}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "deliveries_total",
+			Help: "Ticks written to clients, by transport."}, []string{"transport"}),
+		BytesWritten: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bytes_written_total",
+			Help: "Body bytes written to clients (ticks, gaps, heartbeats), by transport."}, []string{"transport"}),
+		Gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "gaps_total",
+			Help: "Gap signals sent to clients that fell behind the history, by transport."}, []string{"transport"}),
+		WriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "write_errors_total",
+			Help: "Writes or flushes that failed (peer gone or write deadline passed), by transport."}, []string{"transport"}),
+		PollRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "poll_requests_total",
+			Help: "Poll requests answered (long and short)."}),
+	}
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.ConnsOpen, m.Refused, m.Deliveries, m.BytesWritten, m.Gaps, m.WriteErrors, m.PollRequests)
+	return m
+}
+
+// Transport is the set of instruments of one transport, with labels resolved
+// once so that the hot path only adds.
+type Transport struct {
+	Open        prometheus.Gauge
+	Deliveries  prometheus.Counter
+	Bytes       prometheus.Counter
+	Gaps        prometheus.Counter
+	WriteErrors prometheus.Counter
+	refused     *prometheus.CounterVec
+	name        string
+}
+
+// For returns the instruments of one transport.
+func (m *Metrics) For(transport string) *Transport {
+	return &Transport{
+		Open:        m.ConnsOpen.WithLabelValues(transport),
+		Deliveries:  m.Deliveries.WithLabelValues(transport),
+		Bytes:       m.BytesWritten.WithLabelValues(transport),
+		Gaps:        m.Gaps.WithLabelValues(transport),
+		WriteErrors: m.WriteErrors.WithLabelValues(transport),
+		refused:     m.Refused,
+		name:        transport,
+	}
+}
+
+// Refuse counts one refused connection.
+func (t *Transport) Refuse(reason string) { t.refused.WithLabelValues(t.name, reason).Inc() }

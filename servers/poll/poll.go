@@ -1,0 +1,201 @@
+// Package poll serves the feed by long polling, and by short polling when a
+// client asks with timeout=0.
+//
+// A poll is a cursor too: it reads the shared Ring after `cursor`, answers
+// at once when anything is retained, and otherwise holds the request until
+// the next publish wakes it, its timeout passes or the server stops. The
+// response embeds each tick's pre-encoded JSON, so nothing is re-encoded
+// per client.
+package poll
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/metrics"
+	"github.com/pushbench/pushbench/servers/query"
+)
+
+// Defaults double as flag defaults.
+const (
+	DefaultTimeout      = 25 * time.Second
+	MaxTimeout          = 2 * time.Minute
+	DefaultMax          = 512
+	MaxMax              = 10000
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// Handler serves GET /poll.
+type Handler struct {
+	Feed         *feed.Feed
+	SymbolIndex  map[string]int
+	WriteTimeout time.Duration
+	Metrics      *metrics.Transport
+	Requests     interface{ Inc() }
+	// Admit is asked before a request is held (timeout > 0).
+	Admit   func() (release func(), reason string, ok bool)
+	Stop    <-chan struct{}
+	Ctx     context.Context
+	Buffers *sync.Pool // *[]byte response buffers
+}
+
+type params struct {
+	cursor    uint64
+	hasCursor bool
+	filter    feed.Filter
+	timeout   time.Duration
+	max       int
+}
+
+func (h *Handler) parse(r *http.Request) (params, error) {
+	q := r.URL.Query()
+	p := params{timeout: DefaultTimeout, max: DefaultMax}
+	var err error
+	if v, ok := q["cursor"]; ok {
+		if p.cursor, err = query.Seq("cursor", v[0]); err != nil {
+			return p, err
+		}
+		p.hasCursor = true
+	}
+	if v, ok := q["symbols"]; ok {
+		if p.filter, err = query.Symbols(v[0], h.Feed.Symbols(), h.SymbolIndex); err != nil {
+			return p, err
+		}
+	}
+	if v, ok := q["timeout"]; ok {
+		if p.timeout, err = query.Duration("timeout", v[0], MaxTimeout); err != nil {
+			return p, err
+		}
+	}
+	if v, ok := q["max"]; ok {
+		if p.max, err = query.Int("max", v[0], MaxMax); err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	b := append([]byte(`{"error":`), strconv.Quote(msg)...)
+	_, _ = w.Write(append(b, "}\n"...))
+}
+
+// ServeHTTP answers one poll.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	p, err := h.parse(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ring := h.Feed.Ring()
+	if !p.hasCursor {
+		p.cursor = ring.Newest()
+	}
+	bp := h.Buffers.Get().(*[]*feed.Frame)
+	defer func() { clear(*bp); *bp = (*bp)[:0]; h.Buffers.Put(bp) }()
+
+	wake := ring.Wait()
+	frames, gap, next := ring.Read(p.cursor, p.filter, (*bp)[:0], p.max)
+	if len(frames) == 0 && gap == nil && p.timeout > 0 {
+		release, reason, ok := h.Admit()
+		if !ok {
+			h.Metrics.Refuse(reason)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "server at capacity: "+reason)
+			return
+		}
+		h.Metrics.Open.Inc()
+		frames, gap, next = h.hold(r.Context(), p, wake, frames)
+		h.Metrics.Open.Dec()
+		release()
+	}
+	if len(frames) == 0 && gap == nil {
+		next = p.cursor // on timeout the cursor is unchanged
+	}
+	*bp = frames
+	h.respond(w, next, frames, gap)
+}
+
+// hold waits for ticks after p.cursor until the timeout, the client leaving
+// or shutdown; a publish that brings only other symbols' ticks waits on.
+func (h *Handler) hold(ctx context.Context, p params, wake <-chan struct{}, buf []*feed.Frame) ([]*feed.Frame, *feed.Gap, uint64) {
+	ring := h.Feed.Ring()
+	timer := time.NewTimer(p.timeout)
+	defer timer.Stop()
+	cursor := p.cursor
+	for {
+		select {
+		case <-wake:
+		case <-timer.C:
+			return buf, nil, cursor
+		case <-ctx.Done():
+			return buf, nil, cursor
+		case <-h.Stop:
+			return buf, nil, cursor
+		}
+		if ring.Closed() {
+			return buf, nil, cursor
+		}
+		wake = ring.Wait()
+		frames, gap, next := ring.Read(cursor, p.filter, buf[:0], p.max)
+		if len(frames) > 0 || gap != nil {
+			return frames, gap, next
+		}
+		// Keep the scanned-past cursor so the next wake reads only new ticks;
+		// an empty answer still reports the client's own cursor.
+		cursor = next
+	}
+}
+
+func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.Frame, gap *feed.Gap) {
+	h.Requests.Inc()
+	size := 40
+	for _, f := range frames {
+		size += len(f.JSON) + 1
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"cursor":`...)
+	b = strconv.AppendUint(b, cursor, 10)
+	b = append(b, `,"ticks":[`...)
+	for i, f := range frames {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, f.JSON...)
+	}
+	b = append(b, ']')
+	if gap != nil {
+		b = append(b, `,"gap":{"from":`...)
+		b = strconv.AppendUint(b, gap.From, 10)
+		b = append(b, `,"to":`...)
+		b = strconv.AppendUint(b, gap.To, 10)
+		b = append(b, '}')
+		h.Metrics.Gaps.Inc()
+	}
+	b = append(b, "}\n"...)
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("Content-Length", strconv.Itoa(len(b)))
+	if h.WriteTimeout > 0 {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.WriteTimeout))
+	}
+	n, err := w.Write(b)
+	h.Metrics.Bytes.Add(float64(n))
+	if err != nil {
+		h.Metrics.WriteErrors.Inc()
+		return
+	}
+	h.Metrics.Deliveries.Add(float64(len(frames)))
+}

@@ -1,0 +1,227 @@
+// Package server assembles one pushbench server process: the feed, the
+// transport handlers chosen by Config.Transport, /metrics, /healthz and the
+// demo page, an admission limit, and a graceful shutdown.
+//
+// Ownership: Run owns the feed's publisher goroutine. Each WebSocket
+// connection's goroutines are started through the server so that Shutdown
+// can wait for them; SSE streams and held polls live in net/http's handler
+// goroutines and end when Shutdown closes the stop channel.
+package server
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/metrics"
+	"github.com/pushbench/pushbench/servers/poll"
+	"github.com/pushbench/pushbench/servers/sse"
+	"github.com/pushbench/pushbench/servers/stream"
+	"github.com/pushbench/pushbench/servers/ws"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+// Transports a server can serve; "all" serves the three.
+var Transports = []string{"sse", "ws", "poll", "all"}
+
+// Config is a server's configuration; zero durations take the defaults.
+type Config struct {
+	Transport    string // sse, ws, poll or all
+	Feed         feed.Config
+	Retry        time.Duration // SSE retry hint
+	Heartbeat    time.Duration // SSE heartbeat when idle
+	Ping         time.Duration // WebSocket ping period
+	WriteTimeout time.Duration // deadline of every write
+	// MaxConns caps streaming clients and held polls together; 0: no cap.
+	MaxConns    int
+	AllowOrigin []string // WebSocket origins allowed besides same-origin; "*" any
+	Logger      *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Feed.Symbols == 0 {
+		c.Feed.Symbols = feed.DefaultSymbols
+	}
+	if c.Feed.Rate == 0 {
+		c.Feed.Rate = feed.DefaultRate
+	}
+	if c.Feed.History == 0 {
+		c.Feed.History = feed.DefaultHistory
+	}
+	if c.Retry == 0 {
+		c.Retry = sse.DefaultRetry
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = sse.DefaultHeartbeat
+	}
+	if c.Ping == 0 {
+		c.Ping = ws.DefaultPing
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = sse.DefaultWriteTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server is an http.Handler for every endpoint of one server process.
+type Server struct {
+	cfg     Config
+	feed    *feed.Feed
+	metrics *metrics.Metrics
+	mux     *http.ServeMux
+
+	ctx      context.Context // canceled by Shutdown
+	cancel   context.CancelFunc
+	stop     chan struct{}
+	stopOnce sync.Once
+	conns    sync.WaitGroup // WebSocket goroutines
+	open     atomic.Int64   // admitted clients
+	started  atomic.Bool
+}
+
+// New validates cfg and builds the server; Run starts the feed.
+func New(cfg Config) (*Server, error) {
+	cfg.defaults()
+	switch cfg.Transport {
+	case "sse", "ws", "poll", "all":
+	default:
+		return nil, fmt.Errorf("server: transport must be one of %s, got %q", strings.Join(Transports, ", "), cfg.Transport)
+	}
+	if cfg.MaxConns < 0 {
+		return nil, fmt.Errorf("server: max-conns must be >= 0, got %d", cfg.MaxConns)
+	}
+	cfg.Feed.WebSocket = cfg.Transport == "ws" || cfg.Transport == "all"
+	f, err := feed.New(cfg.Feed)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, feed: f, metrics: metrics.New(), mux: http.NewServeMux(), ctx: ctx, cancel: cancel, stop: make(chan struct{})}
+	index := make(map[string]int, len(f.Symbols()))
+	for i, n := range f.Symbols() {
+		index[n] = i
+	}
+	batches := stream.NewBatchPool(stream.DefaultMaxBatch)
+	serve := func(name string) bool { return cfg.Transport == name || cfg.Transport == "all" }
+	if serve("sse") {
+		s.mux.Handle("/sse", &sse.Handler{Feed: f, SymbolIndex: index, Retry: cfg.Retry, Heartbeat: cfg.Heartbeat,
+			WriteTimeout: cfg.WriteTimeout, Metrics: s.metrics.For(metrics.SSE), Admit: s.admit, Stop: s.stop, Ctx: ctx, Batches: batches})
+	}
+	if serve("ws") {
+		s.mux.Handle("/ws", &ws.Handler{Feed: f, SymbolIndex: index, Ping: cfg.Ping, WriteTimeout: cfg.WriteTimeout,
+			AllowOrigin: cfg.AllowOrigin, Metrics: s.metrics.For(metrics.WS), Admit: s.admit, Stop: s.stop, Ctx: ctx,
+			Batches: batches, Go: s.goConn})
+	}
+	if serve("poll") {
+		s.mux.Handle("/poll", &poll.Handler{Feed: f, SymbolIndex: index, WriteTimeout: cfg.WriteTimeout,
+			Metrics: s.metrics.For(metrics.Poll), Requests: s.metrics.PollRequests, Admit: s.admit, Stop: s.stop, Ctx: ctx,
+			Buffers: stream.NewBatchPool(poll.DefaultMax)})
+	}
+	s.mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{Registry: s.metrics.Registry}))
+	s.mux.HandleFunc("/healthz", s.healthz)
+	web, err := fs.Sub(webFiles, "web")
+	if err != nil {
+		return nil, fmt.Errorf("server: demo page: %w", err)
+	}
+	s.mux.Handle("/", http.FileServerFS(web))
+	return s, nil
+}
+
+// Feed is the server's feed.
+func (s *Server) Feed() *feed.Feed { return s.feed }
+
+// Metrics are the server's instruments.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// ServeHTTP routes to the endpoints. Paths of transports this server does
+// not serve answer 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Run publishes the feed until ctx is done or Shutdown is called.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("server: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopWhenShutdown := context.AfterFunc(s.ctx, cancel)
+	defer stopWhenShutdown()
+	return s.feed.Run(ctx)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.feed.Ready():
+	default:
+		http.Error(w, "feed not running", http.StatusServiceUnavailable)
+		return
+	}
+	if s.ctx.Err() != nil {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// admit takes one client slot, or says why not.
+func (s *Server) admit() (release func(), reason string, ok bool) {
+	if s.ctx.Err() != nil {
+		return nil, metrics.ReasonShutdown, false
+	}
+	n := s.open.Add(1)
+	if s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
+		s.open.Add(-1)
+		return nil, metrics.ReasonMaxConns, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.open.Add(-1) }) }, "", true
+}
+
+// Open is the number of clients admitted now.
+func (s *Server) Open() int64 { return s.open.Load() }
+
+func (s *Server) goConn(fn func()) {
+	s.conns.Add(1)
+	go func() {
+		defer s.conns.Done()
+		fn()
+	}()
+}
+
+// Shutdown stops the feed and ends every stream: SSE streams end, WebSocket
+// clients get close 1001, held polls are answered. It waits for WebSocket
+// connections to finish closing, or for ctx. Call http.Server.Shutdown
+// beside it to stop accepting and to wait for the HTTP handlers.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.cancel()
+		close(s.stop)
+	})
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("server: shutdown: %w", ctx.Err())
+	}
+}

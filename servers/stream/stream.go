@@ -1,0 +1,143 @@
+// Package stream is the per-connection loop shared by the SSE and WebSocket
+// servers: cursor -> read a batch from the ring -> write it -> flush once.
+//
+// A subscriber is only a cursor into the feed's shared Ring. Catch-up after a
+// resume, live delivery, batching and slow-client handling are one
+// mechanism: each wake-up writes every available tick (up to MaxBatch) in one
+// flush, and a cursor that falls behind the ring's oldest tick gets a gap and
+// jumps forward. There is no per-client queue, so a stalled client costs the
+// publisher nothing and its memory stays bounded.
+//
+// Concurrency: Run is called by the one goroutine that owns the connection's
+// writes; the Writer's methods are only ever called from it.
+package stream
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/metrics"
+)
+
+// DefaultMaxBatch bounds the ticks written in one flush.
+const DefaultMaxBatch = 256
+
+// Writer adapts the stream to one wire format. Each method sets its own
+// write deadline and flushes before it returns.
+type Writer interface {
+	// WriteFrames writes a batch and flushes once; it returns the body bytes written.
+	WriteFrames(frames []*feed.Frame) (int, error)
+	// WriteGap tells the client that ticks gap.From..gap.To-1 are lost to it.
+	WriteGap(gap feed.Gap) (int, error)
+	// KeepAlive writes an SSE heartbeat comment or a WebSocket ping.
+	KeepAlive() (int, error)
+}
+
+// Config is one subscription.
+type Config struct {
+	Ring   *feed.Ring
+	Cursor uint64      // the last seq the client has
+	Filter feed.Filter // nil: all symbols
+	// KeepAlive is the keep-alive period (0: none). With Always false it is
+	// sent only after that long without any write (SSE heartbeats); with
+	// Always true it is sent every period regardless (WebSocket pings, which
+	// the peer must answer to prove it is alive).
+	KeepAlive time.Duration
+	Always    bool
+	MaxBatch  int
+	Metrics   *metrics.Transport
+	// Batches lends batch buffers so that an idle connection holds none.
+	Batches *sync.Pool
+}
+
+// NewBatchPool returns a pool of batch buffers for Config.Batches.
+func NewBatchPool(maxBatch int) *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]*feed.Frame, 0, maxBatch); return &b }}
+}
+
+// Run streams until ctx is done, stop is closed, the ring closes, or a write
+// fails; it returns the write error, or nil.
+func Run(ctx context.Context, stop <-chan struct{}, cfg Config, w Writer) error {
+	maxBatch := cfg.MaxBatch
+	if maxBatch <= 0 {
+		maxBatch = DefaultMaxBatch
+	}
+	var keepAlive <-chan time.Time
+	if cfg.KeepAlive > 0 {
+		t := time.NewTicker(cfg.KeepAlive)
+		defer t.Stop()
+		keepAlive = t.C
+	}
+	m := cfg.Metrics
+	cursor := cfg.Cursor
+	lastWrite := time.Now()
+	for {
+		wake := cfg.Ring.Wait()
+		n, err := drain(cfg, &cursor, maxBatch, w)
+		if err != nil {
+			m.WriteErrors.Inc()
+			return err
+		}
+		if n > 0 {
+			lastWrite = time.Now()
+		}
+		if cfg.Ring.Closed() && cursor >= cfg.Ring.Newest() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-stop:
+			return nil
+		case <-wake:
+		case now := <-keepAlive:
+			if cfg.Always || now.Sub(lastWrite) >= cfg.KeepAlive {
+				n, err := w.KeepAlive()
+				m.Bytes.Add(float64(n))
+				if err != nil {
+					m.WriteErrors.Inc()
+					return err
+				}
+				lastWrite = now
+			}
+		}
+	}
+}
+
+// drain writes everything after *cursor that is retained now, batch by
+// batch, and returns the number of writes made.
+func drain(cfg Config, cursor *uint64, maxBatch int, w Writer) (int, error) {
+	m := cfg.Metrics
+	writes := 0
+	for *cursor < cfg.Ring.Newest() {
+		bp := cfg.Batches.Get().(*[]*feed.Frame)
+		frames, gap, next := cfg.Ring.Read(*cursor, cfg.Filter, (*bp)[:0], maxBatch)
+		*cursor = next
+		var err error
+		if gap != nil {
+			var n int
+			n, err = w.WriteGap(*gap)
+			m.Gaps.Inc()
+			m.Bytes.Add(float64(n))
+			writes++
+		}
+		if err == nil && len(frames) > 0 {
+			var n int
+			n, err = w.WriteFrames(frames)
+			m.Bytes.Add(float64(n))
+			if err == nil {
+				m.Deliveries.Add(float64(len(frames)))
+			}
+			writes++
+		}
+		clear(frames) // drop references to frames so the pool pins no history
+		*bp = frames[:0]
+		cfg.Batches.Put(bp)
+		if err != nil {
+			return writes, err
+		}
+	}
+	return writes, nil
+}

@@ -1,0 +1,248 @@
+// Package ws serves the feed over WebSocket with gorilla/websocket.
+//
+// After the upgrade the HTTP handler returns, so net/http's goroutine and
+// buffers are released, and each connection is served by two goroutines of
+// its own: a reader, mandatory because ping, pong and close frames are only
+// processed inside reads (it also enforces the read limit and the pong
+// deadline), and a writer, the connection's one data writer, which runs the
+// shared stream loop and writes each tick's PreparedMessage (framed once per
+// tick, shared by every connection) with a write deadline on every write.
+package ws
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/metrics"
+	"github.com/pushbench/pushbench/servers/query"
+	"github.com/pushbench/pushbench/servers/stream"
+)
+
+// Defaults double as flag defaults.
+const (
+	DefaultPing         = 30 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	// ReadLimit is the largest message a client may send; the server
+	// expects none, so anything larger is answered with close 1009.
+	ReadLimit = 512
+	// closeWait bounds how long a closing server waits for the peer's
+	// close reply before it drops the TCP connection.
+	closeWait = time.Second
+)
+
+// Handler serves GET /ws.
+type Handler struct {
+	Feed         *feed.Feed
+	SymbolIndex  map[string]int
+	Ping         time.Duration
+	WriteTimeout time.Duration
+	// AllowOrigin lists allowed Origin values; "*" allows any. Empty:
+	// gorilla's same-origin check.
+	AllowOrigin []string
+	Metrics     *metrics.Transport
+	Admit       func() (release func(), reason string, ok bool)
+	Stop        <-chan struct{}
+	Ctx         context.Context
+	Batches     *sync.Pool
+	// Go starts the connection's goroutines so that the server can wait for
+	// them on shutdown.
+	Go func(func())
+
+	once     sync.Once
+	upgrader websocket.Upgrader
+}
+
+func (h *Handler) init() {
+	h.upgrader = websocket.Upgrader{
+		ReadBufferSize:    256,
+		WriteBufferSize:   1024,
+		WriteBufferPool:   &sync.Pool{}, // borrowed only while a gap message is written
+		HandshakeTimeout:  10 * time.Second,
+		EnableCompression: false,
+	}
+	if len(h.AllowOrigin) > 0 {
+		allowed := map[string]bool{}
+		for _, o := range h.AllowOrigin {
+			allowed[o] = true
+		}
+		h.upgrader.CheckOrigin = func(r *http.Request) bool {
+			return allowed["*"] || allowed[r.Header.Get("Origin")]
+		}
+	}
+}
+
+// ServeHTTP validates the request, upgrades it and hands the connection to
+// its reader and writer goroutines.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.once.Do(h.init)
+	ring := h.Feed.Ring()
+	q := r.URL.Query()
+	var filter feed.Filter
+	if v, ok := q["symbols"]; ok {
+		f, err := query.Symbols(v[0], h.Feed.Symbols(), h.SymbolIndex)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		filter = f
+	}
+	cursor := ring.Newest()
+	if v, ok := q["since"]; ok {
+		s, err := query.Seq("since", v[0])
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		cursor = s
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		http.Error(w, "this endpoint needs a WebSocket upgrade", http.StatusBadRequest)
+		return
+	}
+	release, reason, ok := h.Admit()
+	if !ok {
+		h.Metrics.Refuse(reason)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "server at capacity: "+reason, http.StatusServiceUnavailable)
+		return
+	}
+	c, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil { // Upgrade has written the HTTP error
+		release()
+		return
+	}
+	h.Metrics.Open.Inc()
+	conn := &conn{h: h, c: c, readerDone: make(chan struct{})}
+	ctx, cancel := context.WithCancel(h.Ctx)
+	h.Go(func() {
+		defer cancel()
+		conn.read()
+	})
+	h.Go(func() {
+		defer release()
+		defer h.Metrics.Open.Dec()
+		defer cancel()
+		conn.write(ctx, stream.Config{Ring: ring, Cursor: cursor, Filter: filter,
+			KeepAlive: h.Ping, Always: true, Metrics: h.Metrics, Batches: h.Batches})
+	})
+}
+
+// conn is one WebSocket client.
+type conn struct {
+	h          *Handler
+	c          *websocket.Conn
+	readerDone chan struct{}
+	gapBuf     []byte
+}
+
+var _ stream.Writer = (*conn)(nil)
+
+func (cn *conn) pongWait() time.Duration { return cn.h.Ping + cn.h.Ping/2 }
+
+// read discards client messages, answers pings (gorilla does) and extends
+// the read deadline on every pong; it returns when the peer goes away,
+// misses a pong, sends an oversized frame (gorilla replies 1009) or closes.
+func (cn *conn) read() {
+	defer close(cn.readerDone)
+	c := cn.c
+	c.SetReadLimit(ReadLimit)
+	if cn.h.Ping > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(cn.pongWait()))
+		c.SetPongHandler(func(string) error { return c.SetReadDeadline(time.Now().Add(cn.pongWait())) })
+	}
+	for {
+		if _, _, err := c.NextReader(); err != nil {
+			return
+		}
+	}
+}
+
+// write runs the stream loop, then closes the connection: with 1001 when
+// the server is shutting down.
+func (cn *conn) write(ctx context.Context, cfg stream.Config) {
+	defer cn.c.Close()
+	err := stream.Run(ctx, cn.h.Stop, cfg, cn)
+	select {
+	case <-cn.h.Stop:
+		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
+		if cn.c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWait)) == nil {
+			cfg.Metrics.Bytes.Add(float64(2 + len(msg)))
+			select { // let the peer's close reply arrive, so it sees a clean close
+			case <-cn.readerDone:
+			case <-time.After(closeWait):
+			}
+		}
+		return
+	default:
+	}
+	if err == nil && ctx.Err() == nil { // the feed ended (the ring closed)
+		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "feed ended")
+		_ = cn.c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWait))
+	}
+}
+
+// frameBytes is the size on the wire of an unmasked server frame.
+func frameBytes(payload int) int {
+	switch {
+	case payload <= 125:
+		return 2 + payload
+	case payload <= 65535:
+		return 4 + payload
+	default:
+		return 10 + payload
+	}
+}
+
+func (cn *conn) deadline() error {
+	if cn.h.WriteTimeout <= 0 {
+		return nil
+	}
+	return cn.c.SetWriteDeadline(time.Now().Add(cn.h.WriteTimeout))
+}
+
+// WriteFrames writes one prepared message per tick: gorilla has no way to
+// put several messages in one write, so each costs a write call.
+func (cn *conn) WriteFrames(frames []*feed.Frame) (int, error) {
+	if err := cn.deadline(); err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, f := range frames {
+		if f.WS == nil {
+			return total, errors.New("ws: feed built without WebSocket frames")
+		}
+		if err := cn.c.WritePreparedMessage(f.WS); err != nil {
+			return total, err
+		}
+		total += frameBytes(len(f.JSON))
+	}
+	return total, nil
+}
+
+func (cn *conn) WriteGap(g feed.Gap) (int, error) {
+	if err := cn.deadline(); err != nil {
+		return 0, err
+	}
+	b := append(cn.gapBuf[:0], `{"gap":{"from":`...)
+	b = strconv.AppendUint(b, g.From, 10)
+	b = append(b, `,"to":`...)
+	b = strconv.AppendUint(b, g.To, 10)
+	b = append(b, "}}"...)
+	cn.gapBuf = b
+	if err := cn.c.WriteMessage(websocket.TextMessage, b); err != nil {
+		return 0, err
+	}
+	return frameBytes(len(b)), nil
+}
+
+func (cn *conn) KeepAlive() (int, error) {
+	err := cn.c.WriteControl(websocket.PingMessage, nil, time.Now().Add(max(cn.h.WriteTimeout, time.Second)))
+	return 2, err
+}
