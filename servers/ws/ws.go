@@ -13,7 +13,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,9 +75,20 @@ func (h *Handler) init() {
 			allowed[o] = true
 		}
 		h.upgrader.CheckOrigin = func(r *http.Request) bool {
-			return allowed["*"] || allowed[r.Header.Get("Origin")]
+			origin := r.Header.Get("Origin")
+			return allowed["*"] || allowed[origin] || sameOrigin(origin, r.Host)
 		}
 	}
+}
+
+// sameOrigin is gorilla's default check: no Origin header (not a browser)
+// or an Origin whose host is the request's Host.
+func sameOrigin(origin, host string) bool {
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, host)
 }
 
 // ServeHTTP validates the request, upgrades it and hands the connection to

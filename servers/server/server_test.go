@@ -1,0 +1,582 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/server"
+)
+
+const testSeed = 7
+
+type testServer struct {
+	srv  *server.Server
+	hs   *httptest.Server
+	base string
+}
+
+func startServer(t testing.TB, cfg server.Config) *testServer {
+	t.Helper()
+	if cfg.Feed.Seed == 0 {
+		cfg.Feed.Seed = testSeed
+	}
+	if cfg.Feed.Rate == 0 {
+		cfg.Feed.Rate = 500
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		if err := srv.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	<-srv.Feed().Ready()
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		hs.Close()
+		cancel()
+		<-runDone
+	})
+	return &testServer{srv: srv, hs: hs, base: hs.URL}
+}
+
+func ptr(v uint64) *uint64 { return &v }
+
+// expected replays the feed's generator: the (sym, price) of seqs 1..n.
+func expected(t testing.TB, seed uint64, symbols, n int) []feed.Tick {
+	t.Helper()
+	g, err := feed.NewGenerator(seed, symbols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]feed.Tick, n)
+	for i := range out {
+		out[i] = g.Next()
+	}
+	return out
+}
+
+func priceString(cents int64) string { return fmt.Sprintf("%d.%02d", cents/100, cents%100) }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSameTicksOnEveryTransport reads seqs 1..N from one server over the
+// three transports: each gets every tick once, in order, with the
+// generator's (sym, price) and byte-identical JSON across transports.
+func TestSameTicksOnEveryTransport(t *testing.T) {
+	const n = 200
+	ts := startServer(t, server.Config{Transport: "all", Feed: feed.Config{Symbols: 20}})
+	want := expected(t, testSeed, 20, n)
+	names := feed.SymbolNames(20)
+	raws := map[string][]string{}
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(0)})
+			if s.status != 200 {
+				t.Fatalf("status %d", s.status)
+			}
+			for i := 0; i < n; i++ {
+				m := s.next(t, 5*time.Second)
+				if m.gap != nil {
+					t.Fatalf("unexpected gap %+v", *m.gap)
+				}
+				w := want[i]
+				if m.tick.Seq != w.Seq || m.tick.Sym != names[w.Sym] || strconv.FormatFloat(m.tick.Price, 'f', 2, 64) != priceString(w.Price) {
+					t.Fatalf("tick %d = %s, want seq %d %s %s", i, m.raw, w.Seq, names[w.Sym], priceString(w.Price))
+				}
+				w.TS = m.tick.TS
+				if got := string(feed.AppendJSON(nil, w, names[w.Sym])); got != m.raw {
+					t.Fatalf("tick JSON %s, want %s", m.raw, got)
+				}
+				raws[tr] = append(raws[tr], m.raw)
+			}
+		})
+	}
+	if !slices.Equal(raws["sse"], raws["ws"]) || !slices.Equal(raws["sse"], raws["poll"]) {
+		t.Errorf("transports sent different bytes for the same ticks")
+	}
+}
+
+// TestResume disconnects after 20 ticks and resumes: the first tick after
+// the resume point follows on without a hole or a duplicate.
+func TestResume(t *testing.T) {
+	cases := []struct {
+		name, transport string
+		viaQuery        bool
+	}{{"sse/Last-Event-ID", "sse", false}, {"sse/lastEventId", "sse", true}, {"ws/since", "ws", false}, {"poll/cursor", "poll", false}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, server.Config{Transport: tc.transport})
+			s := subscribe(t, ts.base, tc.transport, subOpts{resume: ptr(0)})
+			var last uint64
+			for range 20 {
+				last = s.next(t, 5*time.Second).tick.Seq
+			}
+			s.close()
+			// Let the feed move on, so that the resume replays from history.
+			waitFor(t, 5*time.Second, "feed to move on", func() bool { return ts.srv.Feed().Ring().Newest() > last+50 })
+			s2 := subscribe(t, ts.base, tc.transport, subOpts{resume: ptr(last), viaQuery: tc.viaQuery})
+			for i := range 100 {
+				m := s2.next(t, 5*time.Second)
+				if m.gap != nil || m.tick.Seq != last+1+uint64(i) {
+					t.Fatalf("after resume at %d: message %d is %q, want seq %d", last, i, m.raw, last+1+uint64(i))
+				}
+			}
+		})
+	}
+}
+
+// TestResumeBeyondNewest: a resume point from an earlier run of the server
+// waits for the feed to reach it and then continues after it.
+func TestResumeBeyondNewest(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := startServer(t, server.Config{Transport: tr})
+			from := ts.srv.Feed().Ring().Newest() + 300
+			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(from)})
+			for i := range 10 {
+				if m := s.next(t, 5*time.Second); m.gap != nil || m.tick.Seq != from+1+uint64(i) {
+					t.Fatalf("message %d is %q, want seq %d", i, m.raw, from+1+uint64(i))
+				}
+			}
+		})
+	}
+}
+
+// TestGapSignal resumes from a point the small history no longer holds.
+func TestGapSignal(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := startServer(t, server.Config{Transport: tr, Feed: feed.Config{History: 16, Rate: 1000}})
+			waitFor(t, 5*time.Second, "100 ticks", func() bool { return ts.srv.Feed().Ring().Newest() > 100 })
+			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(5)})
+			m := s.next(t, 5*time.Second)
+			if m.gap == nil || m.gap.From != 6 || m.gap.To <= 85 {
+				t.Fatalf("first message %q, want a gap from 6 to past 85", m.raw)
+			}
+			next := s.next(t, 5*time.Second)
+			if next.gap != nil || next.tick.Seq != m.gap.To {
+				t.Fatalf("after gap to %d got %q", m.gap.To, next.raw)
+			}
+		})
+	}
+}
+
+func TestSymbolFilter(t *testing.T) {
+	const symbols = 16
+	want := expected(t, testSeed, symbols, 2000)
+	names := feed.SymbolNames(symbols)
+	var wantSeqs []uint64
+	for _, w := range want {
+		if names[w.Sym] == "MSFT" || names[w.Sym] == "TSLA" {
+			wantSeqs = append(wantSeqs, w.Seq)
+		}
+	}
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := startServer(t, server.Config{Transport: tr, Feed: feed.Config{Symbols: symbols, Rate: 2000}})
+			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(0), symbols: "MSFT,TSLA"})
+			for i := range 60 {
+				m := s.next(t, 5*time.Second)
+				if m.gap != nil || m.tick.Seq != wantSeqs[i] || (m.tick.Sym != "MSFT" && m.tick.Sym != "TSLA") {
+					t.Fatalf("message %d is %q, want seq %d (MSFT or TSLA)", i, m.raw, wantSeqs[i])
+				}
+			}
+		})
+	}
+}
+
+func TestBadInputIs400(t *testing.T) {
+	ts := startServer(t, server.Config{Transport: "all"})
+	cases := []struct {
+		path, header, mention string
+	}{
+		{"/sse", "abc", "Last-Event-ID"},
+		{"/sse", "-1", "Last-Event-ID"},
+		{"/sse?lastEventId=1.5", "", "lastEventId"},
+		{"/sse?symbols=NOPE", "", "symbols"},
+		{"/sse?symbols=", "", "symbols"},
+		{"/ws?since=x", "", "since"},
+		{"/ws?since=99999999999999999999", "", "since"},
+		{"/ws?symbols=AAPL,,MSFT", "", "symbols"},
+		{"/poll?cursor=-3", "", "cursor"},
+		{"/poll?timeout=abc", "", "timeout"},
+		{"/poll?timeout=-1s", "", "timeout"},
+		{"/poll?max=0", "", "max"},
+		{"/poll?max=100000", "", "max"},
+		{"/poll?symbols=ZZZZ", "", "symbols"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.path+tc.header, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, ts.base+tc.path, nil)
+			if tc.header != "" {
+				req.Header.Set("Last-Event-ID", tc.header)
+			}
+			resp, err := httpClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tc.mention) {
+				t.Fatalf("status %d body %q; want 400 mentioning %s", resp.StatusCode, body, tc.mention)
+			}
+			if strings.HasPrefix(tc.path, "/poll") {
+				var e struct{ Error string }
+				if json.Unmarshal(body, &e) != nil || e.Error == "" {
+					t.Errorf("poll error body %q is not {\"error\":...}", body)
+				}
+			}
+		})
+	}
+}
+
+func TestOtherTransportsPathsAre404(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := startServer(t, server.Config{Transport: tr})
+			for _, other := range transports {
+				if other == tr {
+					continue
+				}
+				resp, err := httpClient().Get(ts.base + "/" + other)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNotFound {
+					t.Errorf("%s server: /%s status %d, want 404", tr, other, resp.StatusCode)
+				}
+			}
+			resp, err := httpClient().Get(ts.base + "/healthz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("/healthz status %d", resp.StatusCode)
+			}
+		})
+	}
+}
+
+func TestSSEWireFormat(t *testing.T) {
+	ts := startServer(t, server.Config{Transport: "sse", Retry: 1500 * time.Millisecond, Heartbeat: 50 * time.Millisecond,
+		Feed: feed.Config{Rate: 1}})
+	resp, err := httpClient().Get(ts.base + "/sse?symbols=AAPL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for k, v := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	br := bufio.NewReader(resp.Body)
+	head := make([]byte, len("retry: 1500\n\n: ping\n\n"))
+	if _, err := io.ReadFull(br, head); err != nil {
+		t.Fatal(err)
+	}
+	if string(head) != "retry: 1500\n\n: ping\n\n" {
+		t.Fatalf("stream starts %q, want the retry hint then a heartbeat", head)
+	}
+}
+
+// stalledConn opens a raw connection with a tiny receive buffer, sends
+// request, and then never reads.
+func stalledConn(t *testing.T, addr, request string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestStalledClientDoesNotDelayOthers: clients that never read sit beside a
+// client that does; the reader gets every tick, on time, while the stalled
+// clients' writes block on their full socket buffers.
+func TestStalledClientDoesNotDelayOthers(t *testing.T) {
+	requests := map[string]string{
+		"sse":  "GET /sse?lastEventId=0 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"ws":   "GET /ws?since=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		"poll": "GET /poll?cursor=0&max=10000 HTTP/1.1\r\nHost: x\r\n\r\n",
+	}
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			const rate = 2000
+			ts := startServer(t, server.Config{Transport: tr, Feed: feed.Config{Rate: rate, Symbols: 64, History: 1 << 16}})
+			addr := strings.TrimPrefix(ts.base, "http://")
+			for range 5 {
+				stalledConn(t, addr, requests[tr])
+			}
+			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(0)})
+			// 4 s of ticks: far longer than the stalled sockets take to fill.
+			var worst time.Duration
+			for i := range 4 * rate {
+				m := s.next(t, 5*time.Second)
+				if m.gap != nil || m.tick.Seq != uint64(i+1) {
+					t.Fatalf("message %d is %q", i, m.raw)
+				}
+				if i > rate/2 { // past the catch-up of the first ticks
+					worst = max(worst, time.Since(time.Unix(0, m.tick.TS)))
+				}
+			}
+			// Generous: a publisher coupled to the stalled clients would be
+			// late by the 10 s write timeout, not by a scheduling hiccup.
+			if worst > 2*time.Second {
+				t.Errorf("reader's worst latency %v beside stalled clients", worst)
+			}
+		})
+	}
+}
+
+// TestGoroutinesReturnToIdle: 500 clients connect and leave; the server
+// goes back to its idle goroutine count and releases every slot.
+func TestGoroutinesReturnToIdle(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			// A slow feed: 500 clients under the race detector on a shared
+			// 2-core machine must not saturate the server.
+			ts := startServer(t, server.Config{Transport: tr, Feed: feed.Config{Rate: 20}})
+			idle := runtime.NumGoroutine()
+			t0 := time.Now()
+			defer func() { t.Logf("total %v", time.Since(t0)) }()
+			subs := make([]*sub, 500)
+			errs := make([]error, len(subs))
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 50)
+			for i := range subs {
+				wg.Go(func() {
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					subs[i], errs[i] = trySubscribe(t, ts.base, tr, subOpts{})
+				})
+			}
+			wg.Wait()
+			for i, s := range subs {
+				if errs[i] != nil {
+					t.Fatalf("client %d: %v", i, errs[i])
+				}
+				if s.status != 200 {
+					t.Fatalf("client %d: status %d", i, s.status)
+				}
+			}
+			if tr != "poll" {
+				waitFor(t, time.Minute, "500 open", func() bool { return ts.srv.Open() == 500 })
+			}
+			t.Logf("subscribed %v", time.Since(t0))
+			for _, s := range subs {
+				s.next(t, time.Minute)
+			}
+			t.Logf("received %v", time.Since(t0))
+			for _, s := range subs {
+				wg.Go(s.close)
+			}
+			wg.Wait()
+			t.Logf("closed %v", time.Since(t0))
+			waitFor(t, time.Minute, "slots released", func() bool { return ts.srv.Open() == 0 })
+			var now int
+			waitFor(t, time.Minute, "idle goroutine count", func() bool {
+				now = runtime.NumGoroutine()
+				return now <= idle
+			})
+		})
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	t.Run("sse", func(t *testing.T) {
+		ts := startServer(t, server.Config{Transport: "sse"})
+		s := subscribe(t, ts.base, "sse", subOpts{})
+		s.next(t, 5*time.Second)
+		go ts.srv.Shutdown(context.Background())
+		if err, ok := s.ended(5 * time.Second); !ok || err != io.EOF {
+			t.Fatalf("stream did not end cleanly on shutdown: ended=%v err=%v", ok, err)
+		}
+	})
+	t.Run("ws", func(t *testing.T) {
+		ts := startServer(t, server.Config{Transport: "ws"})
+		s := subscribe(t, ts.base, "ws", subOpts{})
+		s.next(t, 5*time.Second)
+		go ts.srv.Shutdown(context.Background())
+		if _, ok := s.ended(5 * time.Second); !ok || s.closeCode != websocket.CloseGoingAway {
+			t.Fatalf("close code %d (ended %v), want 1001", s.closeCode, ok)
+		}
+	})
+	t.Run("poll", func(t *testing.T) {
+		ts := startServer(t, server.Config{Transport: "poll"})
+		cursor := ts.srv.Feed().Ring().Newest() + 1_000_000 // nothing for a long time: the poll is held
+		type answer struct {
+			status int
+			body   string
+			err    error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			resp, err := httpClient().Get(fmt.Sprintf("%s/poll?cursor=%d&timeout=60s", ts.base, cursor))
+			if err != nil {
+				got <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			got <- answer{resp.StatusCode, string(b), err}
+		}()
+		waitFor(t, 5*time.Second, "poll held", func() bool { return ts.srv.Open() == 1 })
+		go ts.srv.Shutdown(context.Background())
+		select {
+		case a := <-got:
+			want := fmt.Sprintf(`{"cursor":%d,"ticks":[]}`+"\n", cursor)
+			if a.err != nil || a.status != 200 || a.body != want {
+				t.Fatalf("held poll answered %d %q %v, want 200 %q", a.status, a.body, a.err, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("held poll not answered on shutdown")
+		}
+	})
+}
+
+// TestMaxConns: past -max-conns a client gets 503 and the refusal is counted.
+func TestMaxConns(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			ts := startServer(t, server.Config{Transport: tr, MaxConns: 2})
+			far := ts.srv.Feed().Ring().Newest() + 1_000_000 // keeps polls held
+			for range 2 {
+				if tr != "poll" {
+					subscribe(t, ts.base, tr, subOpts{resume: ptr(far)})
+					continue
+				}
+				// A poll that waits for a far cursor is held until canceled.
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				t.Cleanup(func() { cancel(); <-done })
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/poll?cursor=%d&timeout=60s", ts.base, far), nil)
+				go func() {
+					defer close(done)
+					if resp, err := httpClient().Do(req); err == nil {
+						resp.Body.Close()
+					}
+				}()
+			}
+			waitFor(t, 5*time.Second, "2 admitted", func() bool { return ts.srv.Open() == 2 })
+			path := map[string]string{"sse": "/sse", "ws": "/ws", "poll": "/poll?timeout=10s"}[tr]
+			req, _ := http.NewRequest(http.MethodGet, ts.base+path, nil)
+			if tr == "ws" {
+				req.Header.Set("Upgrade", "websocket")
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+				req.Header.Set("Sec-WebSocket-Version", "13")
+			}
+			resp, err := httpClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("third client: status %d, want 503", resp.StatusCode)
+			}
+			var m dto.Metric
+			if err := ts.srv.Metrics().Refused.WithLabelValues(tr, "max_conns").Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			if refused := m.GetCounter().GetValue(); refused != 1 {
+				t.Fatalf("refused counter %v, want 1", refused)
+			}
+		})
+	}
+}
+
+func TestWebSocketReadLimitAndOrigin(t *testing.T) {
+	ts := startServer(t, server.Config{Transport: "ws", AllowOrigin: []string{"http://allowed.test"}})
+	wsURL := "ws" + strings.TrimPrefix(ts.base, "http") + "/ws"
+	t.Run("read limit 1009", func(t *testing.T) {
+		c, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.WriteMessage(websocket.TextMessage, make([]byte, 4096)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err = c.ReadMessage(); err != nil {
+				break
+			}
+		}
+		if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+			t.Fatalf("got %v, want close 1009", err)
+		}
+	})
+	for _, tc := range []struct {
+		origin string
+		ok     bool
+	}{{"http://allowed.test", true}, {"http://evil.test", false}, {ts.base, true}} {
+		t.Run("origin "+tc.origin, func(t *testing.T) {
+			c, resp, err := websocket.DefaultDialer.Dial(wsURL, http.Header{"Origin": {tc.origin}})
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				c.Close()
+				return
+			}
+			if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("cross-origin dial: err %v, want 403", err)
+			}
+		})
+	}
+}
