@@ -18,11 +18,10 @@ const (
 // Config describes a feed. The same Seed and Symbols give the same
 // (seq, sym, price) sequence; Rate sets only the scheduled times.
 type Config struct {
-	Seed      uint64
-	Symbols   int
-	Rate      float64 // ticks per second
-	History   int     // ticks retained for resume
-	WebSocket bool    // also build a WebSocket prepared message per tick
+	Seed    uint64
+	Symbols int
+	Rate    float64 // ticks per second
+	History int     // ticks retained for resume
 }
 
 // Validate reports the first thing wrong with c.
@@ -81,6 +80,26 @@ func ScheduledAt(start time.Time, rate float64, seq uint64) int64 {
 	return start.UnixNano() + int64(float64(seq)*1e9/rate)
 }
 
+// Step publishes the next n ticks at once, scheduled now, instead of Run:
+// benchmarks use it to drive the feed tick by tick. Step and Run must not
+// both be used on one feed.
+func (f *Feed) Step(n int) {
+	select {
+	case <-f.ready:
+	default:
+		f.start = time.Now()
+		close(f.ready)
+	}
+	now := time.Now().UnixNano()
+	batch := make([]*Frame, 0, n)
+	for range n {
+		t := f.gen.Next()
+		t.TS = now
+		batch = append(batch, NewFrame(t, f.names[t.Sym]))
+	}
+	f.ring.Publish(batch...)
+}
+
 // Run publishes every tick at its scheduled time until ctx is done, then
 // closes the ring so that waiting readers wake up. When it falls behind (a
 // paused process, a busy CPU) it publishes every overdue tick at once with
@@ -108,11 +127,7 @@ func (f *Feed) Run(ctx context.Context) error {
 		for published < due {
 			t := f.gen.Next()
 			t.TS = ScheduledAt(f.start, f.cfg.Rate, t.Seq)
-			fr, err := NewFrame(t, f.names[t.Sym], f.cfg.WebSocket)
-			if err != nil {
-				return fmt.Errorf("feed: encode tick %d: %w", t.Seq, err)
-			}
-			batch = append(batch, fr)
+			batch = append(batch, NewFrame(t, f.names[t.Sym]))
 			published = t.Seq
 			if len(batch) == f.ring.Cap() { // never hold more than the ring keeps
 				f.ring.Publish(batch...)

@@ -2,8 +2,6 @@ package feed
 
 import (
 	"strconv"
-
-	"github.com/gorilla/websocket"
 )
 
 // Frame is one tick encoded once for every transport. Frames are immutable
@@ -14,9 +12,12 @@ type Frame struct {
 	JSON []byte
 	// SSE is the complete event: "id: N\ndata: JSON\n\n".
 	SSE []byte
-	// WS is the WebSocket text message, framed lazily once per option set by
-	// gorilla; nil unless the feed was built with Config.WebSocket.
-	WS *websocket.PreparedMessage
+	// WS is the complete WebSocket frame a server sends (RFC 6455: FIN and
+	// text opcode, unmasked length, then the JSON), built once so that a
+	// connection writes a batch of ticks with one writev. It does the job of
+	// gorilla's PreparedMessage, which frames lazily per option set and costs
+	// about 6 KB of garbage per tick to prepare.
+	WS []byte
 }
 
 // AppendJSON appends the tick's wire JSON to dst, for example
@@ -36,23 +37,38 @@ func AppendJSON(dst []byte, t Tick, sym string) []byte {
 	return append(dst, '}')
 }
 
-// NewFrame encodes t once. The JSON and the SSE event share one allocation.
-func NewFrame(t Tick, sym string, withWS bool) (*Frame, error) {
-	buf := make([]byte, 0, 128)
+// NewFrame encodes t once: the SSE event and the WebSocket frame share one
+// allocation, and JSON points into the latter.
+func NewFrame(t Tick, sym string) *Frame {
+	var jsonBuf [96]byte
+	js := AppendJSON(jsonBuf[:0], t, sym)
+	buf := make([]byte, 0, len(js)*2+48)
 	buf = append(buf, "id: "...)
 	buf = strconv.AppendUint(buf, t.Seq, 10)
 	buf = append(buf, "\ndata: "...)
-	jsonStart := len(buf)
-	buf = AppendJSON(buf, t, sym)
-	jsonEnd := len(buf)
+	buf = append(buf, js...)
 	buf = append(buf, "\n\n"...)
-	f := &Frame{Tick: t, SSE: buf, JSON: buf[jsonStart:jsonEnd:jsonEnd]}
-	if withWS {
-		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, f.JSON)
-		if err != nil {
-			return nil, err
+	sseEnd := len(buf)
+	buf = AppendWSHeader(buf, len(js))
+	jsonStart := len(buf)
+	buf = append(buf, js...)
+	return &Frame{Tick: t, SSE: buf[:sseEnd:sseEnd], WS: buf[sseEnd:], JSON: buf[jsonStart:]}
+}
+
+// AppendWSHeader appends the header of an unmasked final text frame whose
+// payload is n bytes long.
+func AppendWSHeader(dst []byte, n int) []byte {
+	const finText = 0x81
+	switch {
+	case n <= 125:
+		return append(dst, finText, byte(n))
+	case n <= 0xffff:
+		return append(dst, finText, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, finText, 127)
+		for shift := 56; shift >= 0; shift -= 8 {
+			dst = append(dst, byte(uint64(n)>>shift))
 		}
-		f.WS = pm
+		return dst
 	}
-	return f, nil
 }

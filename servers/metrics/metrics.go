@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -32,6 +34,7 @@ type Metrics struct {
 	Gaps         *prometheus.CounterVec
 	WriteErrors  *prometheus.CounterVec
 	PollRequests prometheus.Counter
+	transports   map[string]*Transport
 }
 
 // New builds the instruments and registers them, with the Go and process
@@ -55,6 +58,18 @@ func New() *Metrics {
 		PollRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "poll_requests_total",
 			Help: "Poll requests answered (long and short)."}),
 	}
+	m.transports = map[string]*Transport{}
+	for _, name := range []string{SSE, WS, Poll} {
+		m.transports[name] = &Transport{
+			Open:        m.ConnsOpen.WithLabelValues(name),
+			Deliveries:  m.Deliveries.WithLabelValues(name),
+			Bytes:       m.BytesWritten.WithLabelValues(name),
+			Gaps:        m.Gaps.WithLabelValues(name),
+			WriteErrors: m.WriteErrors.WithLabelValues(name),
+			refused:     m.Refused,
+			name:        name,
+		}
+	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ConnsOpen, m.Refused, m.Deliveries, m.BytesWritten, m.Gaps, m.WriteErrors, m.PollRequests)
 	return m
@@ -70,20 +85,21 @@ type Transport struct {
 	WriteErrors prometheus.Counter
 	refused     *prometheus.CounterVec
 	name        string
+	delivered   atomic.Int64
 }
 
-// For returns the instruments of one transport.
-func (m *Metrics) For(transport string) *Transport {
-	return &Transport{
-		Open:        m.ConnsOpen.WithLabelValues(transport),
-		Deliveries:  m.Deliveries.WithLabelValues(transport),
-		Bytes:       m.BytesWritten.WithLabelValues(transport),
-		Gaps:        m.Gaps.WithLabelValues(transport),
-		WriteErrors: m.WriteErrors.WithLabelValues(transport),
-		refused:     m.Refused,
-		name:        transport,
-	}
+// For returns the instruments of one transport (SSE, WS or Poll).
+func (m *Metrics) For(transport string) *Transport { return m.transports[transport] }
+
+// Delivered adds n ticks written to clients.
+func (t *Transport) Delivered(n int) {
+	t.Deliveries.Add(float64(n))
+	t.delivered.Add(int64(n))
 }
+
+// DeliveredTotal is the Deliveries counter, readable without allocating
+// (for benchmarks that wait on it).
+func (t *Transport) DeliveredTotal() int64 { return t.delivered.Load() }
 
 // Refuse counts one refused connection.
 func (t *Transport) Refuse(reason string) { t.refused.WithLabelValues(t.name, reason).Inc() }

@@ -197,5 +197,5 @@ func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.F
 		h.Metrics.WriteErrors.Inc()
 		return
 	}
-	h.Metrics.Deliveries.Add(float64(len(frames)))
+	h.Metrics.Delivered(len(frames))
 }

@@ -105,7 +105,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConns < 0 {
 		return nil, fmt.Errorf("server: max-conns must be >= 0, got %d", cfg.MaxConns)
 	}
-	cfg.Feed.WebSocket = cfg.Transport == "ws" || cfg.Transport == "all"
 	f, err := feed.New(cfg.Feed)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)

@@ -128,7 +128,7 @@ func drain(cfg Config, cursor *uint64, maxBatch int, w Writer) (int, error) {
 			n, err = w.WriteFrames(frames)
 			m.Bytes.Add(float64(n))
 			if err == nil {
-				m.Deliveries.Add(float64(len(frames)))
+				m.Delivered(len(frames))
 			}
 			writes++
 		}

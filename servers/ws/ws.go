@@ -5,13 +5,22 @@
 // its own: a reader, mandatory because ping, pong and close frames are only
 // processed inside reads (it also enforces the read limit and the pong
 // deadline), and a writer, the connection's one data writer, which runs the
-// shared stream loop and writes each tick's PreparedMessage (framed once per
-// tick, shared by every connection) with a write deadline on every write.
+// shared stream loop with a write deadline on every write.
+//
+// Ticks bypass gorilla's message writer: each tick's complete WebSocket frame
+// is built once by the feed (feed.Frame.WS, what PreparedMessage would cache)
+// and a batch of them goes to the socket in one writev on the underlying
+// net.Conn, as SSE writes a batch in one flush. This is safe beside gorilla's
+// own writes because every frame is written whole by one Write call, which
+// holds the socket's write lock for its duration, and gorilla's concurrent
+// writes (pong and close replies from the reader) are whole frames too. Gap
+// messages, pings and the closing frame go through gorilla from the writer
+// goroutine itself.
 package ws
 
 import (
 	"context"
-	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -59,6 +68,7 @@ type Handler struct {
 
 	once     sync.Once
 	upgrader websocket.Upgrader
+	iovecs   sync.Pool // *net.Buffers for WriteFrames
 }
 
 func (h *Handler) init() {
@@ -132,7 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Metrics.Open.Inc()
-	conn := &conn{h: h, c: c, readerDone: make(chan struct{})}
+	conn := &conn{h: h, c: c, nc: c.NetConn(), readerDone: make(chan struct{})}
 	ctx, cancel := context.WithCancel(h.Ctx)
 	h.Go(func() {
 		defer cancel()
@@ -151,6 +161,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type conn struct {
 	h          *Handler
 	c          *websocket.Conn
+	nc         net.Conn // the socket under c, for batched tick frames
 	readerDone chan struct{}
 	gapBuf     []byte
 }
@@ -201,18 +212,6 @@ func (cn *conn) write(ctx context.Context, cfg stream.Config) {
 	}
 }
 
-// frameBytes is the size on the wire of an unmasked server frame.
-func frameBytes(payload int) int {
-	switch {
-	case payload <= 125:
-		return 2 + payload
-	case payload <= 65535:
-		return 4 + payload
-	default:
-		return 10 + payload
-	}
-}
-
 func (cn *conn) deadline() error {
 	if cn.h.WriteTimeout <= 0 {
 		return nil
@@ -220,23 +219,29 @@ func (cn *conn) deadline() error {
 	return cn.c.SetWriteDeadline(time.Now().Add(cn.h.WriteTimeout))
 }
 
-// WriteFrames writes one prepared message per tick: gorilla has no way to
-// put several messages in one write, so each costs a write call.
+// WriteFrames writes the batch's pre-built frames with one writev, under a
+// write deadline set on the socket.
 func (cn *conn) WriteFrames(frames []*feed.Frame) (int, error) {
-	if err := cn.deadline(); err != nil {
-		return 0, err
+	if cn.h.WriteTimeout > 0 {
+		if err := cn.nc.SetWriteDeadline(time.Now().Add(cn.h.WriteTimeout)); err != nil {
+			return 0, err
+		}
 	}
-	total := 0
+	// The slice of slices is borrowed, so that an idle connection holds none.
+	bp, _ := cn.h.iovecs.Get().(*net.Buffers)
+	if bp == nil {
+		bp = new(net.Buffers)
+	}
+	bufs := (*bp)[:0]
 	for _, f := range frames {
-		if f.WS == nil {
-			return total, errors.New("ws: feed built without WebSocket frames")
-		}
-		if err := cn.c.WritePreparedMessage(f.WS); err != nil {
-			return total, err
-		}
-		total += frameBytes(len(f.JSON))
+		bufs = append(bufs, f.WS)
 	}
-	return total, nil
+	pending := bufs // WriteTo advances its receiver; keep bufs for reuse
+	n, err := pending.WriteTo(cn.nc)
+	clear(bufs)
+	*bp = bufs[:0]
+	cn.h.iovecs.Put(bp)
+	return int(n), err
 }
 
 func (cn *conn) WriteGap(g feed.Gap) (int, error) {
@@ -252,7 +257,7 @@ func (cn *conn) WriteGap(g feed.Gap) (int, error) {
 	if err := cn.c.WriteMessage(websocket.TextMessage, b); err != nil {
 		return 0, err
 	}
-	return frameBytes(len(b)), nil
+	return len(feed.AppendWSHeader(nil, len(b))) + len(b), nil
 }
 
 func (cn *conn) KeepAlive() (int, error) {
