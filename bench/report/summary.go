@@ -1,0 +1,345 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// NewSummaryReporter writes summary.md: the conditions of the run, the
+// generated findings, how to read the tables, then per scenario its table,
+// notes and charts (files already written next to summary.md).
+func NewSummaryReporter(r *Report, charts []Chart) Reporter {
+	return func(w io.Writer) error {
+		bw := bufio.NewWriter(w)
+		p := func(format string, a ...any) { fmt.Fprintf(bw, format, a...) }
+		p("# pushbench results\n\n")
+		p("%s\n\n", mdEscape(Conditions(r)))
+		p("## What these numbers say\n\n")
+		for _, f := range Findings(r) {
+			p("- %s\n", f)
+		}
+		p("\n## How to read the tables\n\n%s\n", howToRead)
+		for _, sc := range r.ScenariosPresent() {
+			p("\n## %s\n\n%s\n\n", sc, ScenarioBlurb(sc, r.Config))
+			if err := bw.Flush(); err != nil {
+				return fmt.Errorf("write summary: %w", err)
+			}
+			if err := NewTableReporter(r, sc, Markdown)(w); err != nil {
+				return err
+			}
+			first := true
+			for _, c := range charts {
+				if c.Scenario != sc {
+					continue
+				}
+				if first {
+					p("\n")
+					first = false
+				}
+				p("![%s](%s)\n", c.Title, c.File)
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("write summary: %w", err)
+		}
+		return nil
+	}
+}
+
+const howToRead = `- Every figure is the **median of the repeats**, with (min–max) when they differ. Differences inside that spread are noise.
+- **Latency** is arrival time minus the tick's *scheduled* publish time (same clock), so a server or client that falls behind shows up as latency; p50/p99/p99.9 come from HDR histograms.
+- **msgs/s**: ticks received per second by all clients together; the feed rate and each client's subscription fix what it should be.
+- **miss/dup/gap**: totals over all repeats of ticks silently lost, ticks received twice, and explicit gap signals (a client fell behind the server's history). Any loss or duplicate flags the cell INCORRECT.
+- **B/tick**: bytes received on the wire per tick, HTTP headers and framing included (polling pays its headers per response).
+- **RSS KiB/conn** = (server RSS with N clients − idle RSS) / N; **gor/conn** likewise for goroutines; **CPU ms/1k** = server CPU time per 1,000 ticks delivered. Sampled from /proc and /metrics over the measuring window. At small N these include fixed costs (buffer pools, GC headroom) spread over few connections, so they overstate; read them at the largest N.
+- **–**: no value: the run failed, or the figure does not apply, or it is below what can be measured (server CPU under 50 ms in the window, /proc counts in 10 ms ticks).
+- **flags**: SATURATED = a load generator ran out of CPU, so its latency includes its own queueing and the server may look slower than it is; INCORRECT = lost, duplicated, out-of-order or wrong ticks; CRASHED = the server process died during the run; FAILED = no result (see the note); PARTIAL = not every client connected.
+- shortpoll is plain polling on a fixed interval (timeout=0) against the same poll server, shown beside long polling (poll).`
+
+// Conditions is one paragraph: when, where and what was run, and how the
+// CPUs were shared. Every result must be read with it.
+func Conditions(r *Report) string {
+	e, c := r.Env, r.Config
+	var b strings.Builder
+	if r.Interrupted {
+		b.WriteString("INTERRUPTED: the matrix is incomplete. ")
+	}
+	fmt.Fprintf(&b, "Run %s UTC", r.Started.UTC().Format("2006-01-02 15:04:05"))
+	if !r.Finished.IsZero() {
+		fmt.Fprintf(&b, ", took %s", r.Finished.Sub(r.Started).Round(time.Second))
+	}
+	if e.GitCommit != "" {
+		fmt.Fprintf(&b, ", commit %s", short(e.GitCommit))
+		if e.GitDirty {
+			b.WriteString(" (uncommitted changes)")
+		}
+	}
+	fmt.Fprintf(&b, ". Machine: %s, %d cores, Linux %s, %s, open-files limit %d. %s ",
+		orUnknown(e.CPUModel), e.Cores, orUnknown(e.Kernel), e.GoVersion, e.OpenFiles, e.Pinning.Note)
+	fmt.Fprintf(&b, "Matrix: %s × %s clients × %s; %d repeat(s) of %s after %s warm-up; feed %g ticks/s over %d symbols (seed %d)",
+		strings.Join(c.Transports, ", "), joinInts(c.Clients), strings.Join(c.Scenarios, ", "),
+		c.Repeat, c.Duration, c.Warmup, c.Rate, c.Symbols, c.Seed)
+	if c.Subscribe != "" {
+		fmt.Fprintf(&b, "; each client subscribes to %s", c.Subscribe)
+	} else {
+		b.WriteString("; each client subscribes to every symbol")
+	}
+	if c.PollInterval > 0 && slices.Contains(c.Transports, "shortpoll") {
+		fmt.Fprintf(&b, "; shortpoll asks every %s", c.PollInterval)
+	}
+	b.WriteString(".")
+	for _, s := range c.Skipped {
+		fmt.Fprintf(&b, " Skipped: %s.", s)
+	}
+	for _, s := range c.Caveats {
+		fmt.Fprintf(&b, " %s", s)
+	}
+	return b.String()
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Findings are the generated "what these numbers say": per scenario and
+// key figure, which transport wins at the largest client count where at
+// least two transports have a value, and by how much; then crashes,
+// incorrect cells and, when both ran, what stalled clients did to the
+// others. Wins inside the repeats' spread are called out as such.
+func Findings(r *Report) []string {
+	var out []string
+	for _, sc := range r.ScenariosPresent() {
+		metrics := []Metric{LatencyMetric(sc), MetricRSS, MetricCPU, MetricBytes}
+		if sc == Storm {
+			metrics = []Metric{MetricFT99, MetricCPUConns}
+		}
+		for _, m := range metrics {
+			if f := compare(r, sc, m); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	out = append(out, slowVsSteady(r)...)
+	for _, c := range r.Cells {
+		s := &c.Summary
+		if s.Crashed > 0 {
+			out = append(out, fmt.Sprintf("**%s crashed** in %s at %d clients (%d of %d runs).", c.Transport, c.Scenario, c.Clients, s.Crashed, s.Runs))
+		}
+		if s.Incorrect > 0 {
+			out = append(out, fmt.Sprintf("**%s delivered incorrectly** in %s at %d clients (%d of %d runs).", c.Transport, c.Scenario, c.Clients, s.Incorrect, s.OK))
+		}
+	}
+	sat := 0
+	for _, c := range r.Cells {
+		if c.Summary.Saturated > 0 {
+			sat++
+		}
+	}
+	if sat > 0 {
+		out = append(out, fmt.Sprintf("The load generator saturated in %d of %d cells (flagged SATURATED): there the latency partly measures the client, not the transport.", sat, len(r.Cells)))
+	}
+	if len(out) == 0 {
+		out = append(out, "No cell has figures for two transports side by side, so nothing can be compared.")
+	}
+	return out
+}
+
+type entry struct {
+	transport string
+	stat      Stat
+	flags     string
+}
+
+// compare writes one finding for metric m in scenario sc.
+func compare(r *Report, sc string, m Metric) string {
+	byClients := map[int][]entry{}
+	var counts []int
+	for _, c := range r.Cells {
+		if c.Scenario != sc {
+			continue
+		}
+		st := c.Summary.Stat(m)
+		if !st.Median.Valid() {
+			continue
+		}
+		if _, ok := byClients[c.Clients]; !ok {
+			counts = append(counts, c.Clients)
+		}
+		byClients[c.Clients] = append(byClients[c.Clients], entry{c.Transport, st, Flags(&c.Summary)})
+	}
+	slices.Sort(counts)
+	for i := len(counts) - 1; i >= 0; i-- {
+		es := byClients[counts[i]]
+		if len(es) < 2 {
+			continue
+		}
+		slices.SortStableFunc(es, func(a, b entry) int {
+			x, y := float64(a.stat.Median), float64(b.stat.Median)
+			if !m.Lower {
+				x, y = -x, -y
+			}
+			switch {
+			case x < y:
+				return -1
+			case x > y:
+				return 1
+			}
+			return 0
+		})
+		best := es[0]
+		word := "lowest"
+		if !m.Lower {
+			word = "highest"
+		}
+		// Transports whose displayed values equal the best one tie with it.
+		top := 1
+		for top < len(es) && value(m, es[top].stat.Median) == value(m, best.stat.Median) {
+			top++
+		}
+		var b strings.Builder
+		switch {
+		case top == len(es):
+			fmt.Fprintf(&b, "%s, %d clients: all transports are level on %s (%s)", sc, counts[i], m.Name, value(m, best.stat.Median))
+		default:
+			names := make([]string, top)
+			for j := range names {
+				names[j] = "**" + es[j].transport + "**"
+			}
+			verb := "has"
+			if top > 1 {
+				verb = "share"
+			}
+			fmt.Fprintf(&b, "%s, %d clients: %s %s the %s %s, %s", sc, counts[i], strings.Join(names, " and "), verb, word, m.Name, value(m, best.stat.Median))
+			var others []string
+			for _, e := range es[top:] {
+				others = append(others, fmt.Sprintf("%s %s%s", e.transport, value(m, e.stat.Median), ratio(m, best.stat.Median, e.stat.Median)))
+			}
+			fmt.Fprintf(&b, "; %s", strings.Join(others, ", "))
+			if overlap(best.stat, es[top].stat) {
+				fmt.Fprintf(&b, " (the spread of the repeats overlaps %s's: not a clear win)", es[top].transport)
+			}
+		}
+		if lat := LatencyMetric(sc); m.Key != lat.Key && top < len(es) {
+			b.WriteString(tradeOff(r, sc, counts[i], best.transport, lat))
+		}
+		if best.flags != "" {
+			fmt.Fprintf(&b, "; %s's cell is flagged %s", best.transport, best.flags)
+		}
+		b.WriteString(".")
+		return b.String()
+	}
+	return ""
+}
+
+// tradeOff says when a transport that wins on a cost figure pays for it in
+// latency (short polling batches ticks and holds no connection, so it is
+// cheap and slow): its latency against the best one at the same cell.
+func tradeOff(r *Report, sc string, clients int, transport string, lat Metric) string {
+	own := r.Cell(sc, transport, clients)
+	if own == nil {
+		return ""
+	}
+	mine := own.Summary.Stat(lat).Median
+	best := NA
+	for _, c := range r.Cells {
+		if c.Scenario == sc && c.Clients == clients && c.Transport != transport {
+			if v := c.Summary.Stat(lat).Median; v.Valid() && (!best.Valid() || v < best) {
+				best = v
+			}
+		}
+	}
+	if !mine.Valid() || !best.Valid() || best <= 0 || mine < 2*best {
+		return ""
+	}
+	return fmt.Sprintf(", but pays in latency: its %s is %s, %s× the best other transport's", lat.Name, value(lat, mine), times(float64(mine/best)))
+}
+
+func value(m Metric, v Num) string {
+	s := m.Format(float64(v))
+	if m.Unit != "" {
+		s += " " + m.Unit
+	}
+	return s
+}
+
+// ratio says how many times worse other is than best, when that is meaningful.
+func ratio(m Metric, best, other Num) string {
+	b, o := float64(best), float64(other)
+	if m.Lower && b > 0 && o > 0 {
+		return fmt.Sprintf(" (%s×)", times(o/b))
+	}
+	if !m.Lower && o > 0 && b > 0 {
+		return fmt.Sprintf(" (%s× less)", times(b/o))
+	}
+	return ""
+}
+
+func times(x float64) string {
+	if x >= 10 {
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.1f", x)
+}
+
+// overlap reports whether two cells' min–max ranges overlap: then the
+// repeats cannot tell them apart.
+func overlap(a, b Stat) bool {
+	if a.N < 2 || b.N < 2 {
+		return false
+	}
+	return math.Max(float64(a.Min), float64(b.Min)) <= math.Min(float64(a.Max), float64(b.Max))
+}
+
+// slowVsSteady compares each transport's latency and memory growth with
+// stalled clients against the steady run, at the largest client count both
+// have.
+func slowVsSteady(r *Report) []string {
+	var out []string
+	for _, tr := range orderedTransports(r) {
+		var best *Cell
+		for _, c := range r.Cells {
+			if c.Scenario == Slow && c.Transport == tr && c.Summary.Stat(MetricP99).Median.Valid() {
+				if s := r.Cell(Steady, tr, c.Clients); s != nil && s.Summary.Stat(MetricP99).Median.Valid() {
+					if best == nil || c.Clients > best.Clients {
+						best = c
+					}
+				}
+			}
+		}
+		if best == nil {
+			continue
+		}
+		steady := r.Cell(Steady, tr, best.Clients)
+		a, b := steady.Summary.Stat(MetricP99).Median, best.Summary.Stat(MetricP99).Median
+		line := fmt.Sprintf("With stalled clients, %s's p99 latency at %d clients went from %s (steady) to %s (slow)",
+			tr, best.Clients, value(MetricP99, a), value(MetricP99, b))
+		if g := best.Summary.Stat(MetricGrowth).Median; g.Valid() {
+			line += fmt.Sprintf(" and server RSS grew %s during the window", value(MetricGrowth, g))
+		}
+		out = append(out, line+".")
+	}
+	return out
+}

@@ -1,0 +1,565 @@
+// Package runner drives a bench matrix: for every run it starts bin/server
+// on a free loopback port, waits for /healthz, samples the idle server,
+// starts as many bin/loadgen processes as the open-files limit requires,
+// samples the server from outside while they run, stops everything, and
+// turns what it saw into a report.Run.
+//
+// A run never takes the whole bench down: a server that crashes, a load
+// generator that fails or hangs, all become a Run with Crashed or Error set,
+// so that the report says what happened in that cell instead of hiding it.
+//
+// Ownership: Run is called from one goroutine. Each run owns its processes
+// (registered in Config.Group too, so that a second Ctrl-C can kill them
+// from outside) and its sampler goroutine, and stops all of them before it
+// returns, on every path.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pushbench/pushbench/bench/proc"
+	"github.com/pushbench/pushbench/bench/report"
+	"github.com/pushbench/pushbench/bench/sample"
+	"github.com/pushbench/pushbench/loadgen/result"
+)
+
+// Defaults double as bench's flag defaults.
+const (
+	DefaultHost           = "127.0.0.1"
+	DefaultSampleInterval = 250 * time.Millisecond
+	DefaultIdleSettle     = 300 * time.Millisecond
+	DefaultStopGrace      = 5 * time.Second
+	// FDReserve is what a load-generator process keeps for itself besides
+	// one socket per client: the runtime, pipes, its result file, and the
+	// overlap of a closing and a new connection while clients reconnect
+	// (churn) or poll.
+	FDReserve = 1024
+	// ServerFDReserve mirrors the server's own reserve below its open-files
+	// limit: a matrix asking for more clients than that is refused up front.
+	ServerFDReserve = 64
+)
+
+// Config is everything a matrix run needs. Transports, Scenarios and the
+// other lists are run in the given order.
+type Config struct {
+	ServerBin, LoadgenBin string
+
+	Transports []string
+	Clients    []int
+	Scenarios  []string
+	Repeat     int
+	Duration   time.Duration // measured
+	Warmup     time.Duration // after the ramp, not measured
+	Rate       float64       // feed ticks/s
+	Symbols    int           // feed symbols
+	Seed       uint64
+
+	ClientSymbols string        // loadgen -symbols (the subscription), "" for its default
+	SlowShare     float64       // slow: share of clients that stall
+	ChurnShare    float64       // churn: share of clients dropped and resumed per second
+	PollInterval  time.Duration // shortpoll: each client polls this often (0: loadgen's default)
+
+	// LoadgenFlags are the flags bin/loadgen has (ProbeLoadgen); nil means
+	// every flag bench may pass.
+	LoadgenFlags map[string]bool
+
+	Host      string // loopback address to serve on
+	OpenFiles uint64 // RLIMIT_NOFILE of the children (sizes the load generators)
+	// MaxPerLoadgen caps the clients of one load-generator process below
+	// what the open-files limit allows (0: no cap).
+	MaxPerLoadgen  int
+	Pinning        *proc.Pinning // nil: no pinning
+	SampleInterval time.Duration
+	IdleSettle     time.Duration // wait after /healthz before the idle sample
+	StopGrace      time.Duration // SIGTERM to SIGKILL
+	StartTimeout   time.Duration // server start to /healthz
+
+	// WorkDir receives the load generators' result files; LogDir (if set)
+	// keeps the stderr of every run that failed or warned.
+	WorkDir, LogDir string
+
+	// Extra flags and environment, appended last (tests use them to turn
+	// the test binary into a fake server or load generator).
+	ServerArgs, LoadgenArgs []string
+	ServerEnv, LoadgenEnv   []string
+
+	Group *proc.Group // owns every process; required
+
+	// Progress, if set, is called from Run's goroutine before and after
+	// every run.
+	Progress func(Event)
+}
+
+// Event reports progress.
+type Event struct {
+	Index, Total int // 0-based index of the run
+	Spec         Spec
+	Done         bool        // false: starting; true: finished
+	Run          *report.Run // when Done
+	Estimate     time.Duration
+}
+
+// Runner runs a matrix.
+type Runner struct {
+	cfg    Config
+	client *http.Client
+}
+
+// New checks cfg and fills in defaults.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Group == nil {
+		return nil, errors.New("runner: no process group")
+	}
+	if cfg.Host == "" {
+		cfg.Host = DefaultHost
+	}
+	if ip := net.ParseIP(cfg.Host); ip == nil || !ip.IsLoopback() {
+		// Load tests here must never leave the machine.
+		return nil, fmt.Errorf("runner: host %q is not a loopback address", cfg.Host)
+	}
+	if cfg.SampleInterval <= 0 {
+		cfg.SampleInterval = DefaultSampleInterval
+	}
+	if cfg.IdleSettle < 0 {
+		cfg.IdleSettle = 0
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 15 * time.Second
+	}
+	if cfg.OpenFiles == 0 {
+		cfg.OpenFiles = 1024
+	}
+	if cfg.Repeat < 1 {
+		return nil, errors.New("runner: repeat must be at least 1")
+	}
+	if cfg.WorkDir == "" {
+		return nil, errors.New("runner: no work directory")
+	}
+	if len(cfg.Clients) == 0 || len(cfg.Transports) == 0 || len(cfg.Scenarios) == 0 {
+		return nil, errors.New("runner: empty matrix")
+	}
+	if most := ServerCapacity(cfg.OpenFiles); slices.Max(cfg.Clients) > most {
+		return nil, fmt.Errorf("runner: %d clients exceed what one server process can hold under an open-files limit of %d (at most %d)",
+			slices.Max(cfg.Clients), cfg.OpenFiles, most)
+	}
+	// Every request bench makes goes to loopback; never through a proxy.
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, DisableCompression: true}
+	return &Runner{cfg: cfg, client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}, nil
+}
+
+// ServerCapacity is the most clients one server process can hold: its
+// open-files limit less the server's own reserve (bin/server refuses
+// clients past that with 503) and a margin for /metrics scrapes.
+func ServerCapacity(openFiles uint64) int {
+	return max(int(openFiles)-ServerFDReserve-64, 1)
+}
+
+// Loadgens is how many load-generator processes n clients need: each holds
+// one socket per client and keeps FDReserve for itself, and at most maxPer
+// clients if maxPer > 0.
+func Loadgens(n int, openFiles uint64, maxPer int) int {
+	per := max(int(openFiles)-FDReserve, 1)
+	if maxPer > 0 {
+		per = min(per, maxPer)
+	}
+	return (n + per - 1) / per
+}
+
+// Plan lists the runs in order. Repeats are the outer loop, so that slow
+// drift of the machine (thermal, other work) spreads over every cell instead
+// of biasing the cells run last, and so that an interrupted bench still
+// covers the whole matrix once.
+func (r *Runner) Plan() []Spec {
+	var out []Spec
+	for rep := 1; rep <= r.cfg.Repeat; rep++ {
+		for _, sc := range r.cfg.Scenarios {
+			if r.cfg.Unsupported(sc) != "" {
+				continue
+			}
+			for _, tr := range r.cfg.Transports {
+				if !Applies(sc, tr) {
+					continue
+				}
+				for _, n := range r.cfg.Clients {
+					out = append(out, Spec{Scenario: sc, Transport: tr, Clients: n, Repeat: rep})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Estimate is the expected wall time of a run: start and idle sample,
+// ramp, warm-up, measurement, stop.
+func (r *Runner) Estimate(s Spec) time.Duration {
+	return 700*time.Millisecond + r.cfg.IdleSettle + Ramp(s.Scenario, s.Clients) + r.cfg.warmup(s) + r.cfg.duration(s) +
+		time.Duration(s.Clients)*100*time.Microsecond
+}
+
+// Run runs the whole plan, adding every run to rep. It returns ctx.Err()
+// if it was interrupted; the runs done so far are in rep.
+func (r *Runner) Run(ctx context.Context, rep *report.Report) error {
+	plan := r.Plan()
+	for i, s := range plan {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var left time.Duration
+		for _, p := range plan[i:] {
+			left += r.Estimate(p)
+		}
+		r.progress(Event{Index: i, Total: len(plan), Spec: s, Estimate: left})
+		run := r.RunOne(ctx, s)
+		if ctx.Err() != nil {
+			// An interrupted run measured nothing worth reporting.
+			return ctx.Err()
+		}
+		rep.Add(run)
+		r.progress(Event{Index: i, Total: len(plan), Spec: s, Done: true, Run: &run, Estimate: left - r.Estimate(s)})
+	}
+	return nil
+}
+
+func (r *Runner) progress(e Event) {
+	if r.cfg.Progress != nil {
+		r.cfg.Progress(e)
+	}
+}
+
+// freePort asks the kernel for a free port on host. Another process could
+// take it before the server binds; the server then fails to listen and
+// RunOne tries another port.
+func freePort(host string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// RunOne runs one cell once. It never panics on a failing process: the
+// returned Run says what went wrong.
+func (r *Runner) RunOne(ctx context.Context, s Spec) (out report.Run) {
+	run := report.Run{Scenario: s.Scenario, Transport: s.Transport, Clients: s.Clients, Repeat: s.Repeat, Start: time.Now().UTC()}
+	start := time.Now()
+	var logs []*proc.Proc
+	var warnings []string
+	// Registered first, so it runs last: after the processes below are
+	// stopped, which can add warnings.
+	defer func() {
+		run.Wall = time.Since(start).Seconds()
+		run.Warnings = warnings
+		run.Figures = report.Derive(&run)
+		if run.Error != "" || len(warnings) > 0 {
+			r.keepLogs(s, logs, run.Error, warnings)
+		}
+		out = run
+	}()
+	fail := func(crashed bool, format string, a ...any) report.Run {
+		run.Crashed = crashed
+		run.Error = fmt.Sprintf(format, a...)
+		return run
+	}
+
+	srv, base, err := r.startServer(ctx, s)
+	if srv != nil {
+		logs = append(logs, srv)
+		defer func() {
+			if err := srv.Stop(r.cfg.StopGrace); err != nil {
+				warnings = append(warnings, err.Error())
+			} else if err := srv.Err(); err != nil && !srv.Unexpected() {
+				warnings = append(warnings, "on SIGTERM: "+srv.ExitSummary())
+			}
+		}()
+	}
+	if err != nil {
+		crashed := srv != nil && srv.Unexpected()
+		return fail(crashed, "%v", err)
+	}
+
+	if pin := r.cfg.Pinning; pin != nil && pin.Mode != proc.ModeOff {
+		// Check the pinning took, rather than trust it.
+		if got, err := proc.AllowedCPUs(srv.Pid()); err == nil && got != proc.CPUList(pin.ServerCPUs) {
+			warnings = append(warnings, fmt.Sprintf("server runs on CPUs %s, not %s as planned", got, proc.CPUList(pin.ServerCPUs)))
+		}
+	}
+
+	// Idle figures: after the feed runs, before any client.
+	if !sleep(ctx, r.cfg.IdleSettle) {
+		return fail(false, "interrupted")
+	}
+	smp := &sample.Sampler{Pid: srv.Pid(), MetricsURL: base + "/metrics", Interval: r.cfg.SampleInterval, Client: r.client}
+	idle, err := smp.Sample(ctx)
+	if err != nil || idle.ScrapeErr != nil {
+		if srv.Unexpected() {
+			return fail(true, "server crashed before any client: %s", srv.ExitSummary())
+		}
+		return fail(false, "idle sample: %v", errors.Join(err, idle.ScrapeErr))
+	}
+	if len(idle.Missing) > 0 {
+		warnings = append(warnings, "server /metrics lacks "+strings.Join(idle.Missing, ", "))
+	}
+	run.Server.IdleRSSBytes, run.Server.IdleGoroutines = idle.RSSBytes, idle.Goroutines
+
+	// Sample in the background for the whole run; the sampler's owner is
+	// this function, which cancels and waits for it on every path.
+	sctx, stopSampling := context.WithCancel(ctx)
+	ptsCh := make(chan []sample.Point, 1)
+	go func() { ptsCh <- smp.Run(sctx) }()
+	var pts []sample.Point
+	collect := func() {
+		if ptsCh != nil {
+			stopSampling()
+			pts = <-ptsCh
+			ptsCh = nil
+		}
+	}
+	defer collect()
+
+	// Load generators.
+	k := Loadgens(s.Clients, r.cfg.OpenFiles, r.cfg.MaxPerLoadgen)
+	run.Loadgens = k
+	var gens []*proc.Proc
+	var outs []string
+	stopGens := func() {
+		for _, g := range gens {
+			_ = g.Stop(r.cfg.StopGrace)
+		}
+	}
+	defer stopGens()
+	for i := 0; i < k; i++ {
+		n := s.Clients / k
+		if i < s.Clients%k {
+			n++
+		}
+		out := filepath.Join(r.cfg.WorkDir, fmt.Sprintf("%s_lg%d.json", s.Slug(), i+1))
+		_ = os.Remove(out)
+		var cpus []int
+		if r.cfg.Pinning != nil {
+			cpus = r.cfg.Pinning.LoadgenCPUs
+		}
+		g, err := r.cfg.Group.Start(proc.Spec{
+			Name: fmt.Sprintf("loadgen %d/%d", i+1, k), Path: r.cfg.LoadgenBin,
+			Args: r.cfg.loadgenArgs(s, base, n, out), Env: r.cfg.LoadgenEnv, CPUs: cpus,
+		}, r.cfg.Pinning)
+		if err != nil {
+			return fail(false, "%v", err)
+		}
+		gens, outs, logs = append(gens, g), append(outs, out), append(logs, g)
+	}
+
+	// Wait for the load generators, watching the server. The deadline is
+	// generous: a slow run is a result, a hung one is not.
+	budget := Ramp(s.Scenario, s.Clients) + r.cfg.warmup(s) + r.cfg.duration(s) + Drain + r.cfg.pollInterval()
+	deadline := time.NewTimer(budget*2 + 30*time.Second + time.Duration(s.Clients)*time.Millisecond)
+	defer deadline.Stop()
+	for _, g := range gens {
+		select {
+		case <-g.Done():
+		case <-srv.Done():
+			collect()
+			return r.crashed(&run, srv, pts)
+		case <-deadline.C:
+			return fail(false, "%s did not finish within %s", g.Name(), budget*2+30*time.Second)
+		case <-ctx.Done():
+			return fail(false, "interrupted")
+		}
+	}
+	collect()
+	if srv.Unexpected() {
+		return r.crashed(&run, srv, pts)
+	}
+
+	// Results.
+	var results []*result.Result
+	for i, g := range gens {
+		res, rerr := result.ReadFile(outs[i])
+		if gerr := g.Err(); gerr != nil {
+			if rerr != nil {
+				return fail(false, "%s", g.ExitSummary())
+			}
+			// A result with a failing status (for example the load
+			// generator's own correctness verdict) is still a result.
+			warnings = append(warnings, g.ExitSummary())
+		}
+		if rerr != nil {
+			return fail(false, "%s: %v", g.Name(), rerr)
+		}
+		results = append(results, res)
+	}
+	merged, err := result.Merge(results...)
+	if err != nil {
+		return fail(false, "%v", err)
+	}
+	run.Result = merged
+	r.serverFigures(&run, s, merged, idle, pts, start)
+	if run.Server.Samples < 2 {
+		warnings = append(warnings, fmt.Sprintf("only %d server samples inside the measuring window", run.Server.Samples))
+	}
+	return run
+}
+
+// crashed records that the server died during the run.
+func (r *Runner) crashed(run *report.Run, srv *proc.Proc, pts []sample.Point) report.Run {
+	<-srv.Done()
+	run.Crashed = true
+	run.Error = "server crashed during the run: " + srv.ExitSummary()
+	if len(pts) > 0 {
+		run.Server.RSSBytes = pts[len(pts)-1].RSSBytes
+	}
+	return *run
+}
+
+// startServer starts bin/server on a free port and waits for /healthz. It
+// retries on another port if the server could not listen (the port was
+// taken between freePort and the server's bind).
+func (r *Runner) startServer(ctx context.Context, s Spec) (*proc.Proc, string, error) {
+	var cpus []int
+	if r.cfg.Pinning != nil {
+		cpus = r.cfg.Pinning.ServerCPUs
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort(r.cfg.Host)
+		if err != nil {
+			return nil, "", err
+		}
+		addr := net.JoinHostPort(r.cfg.Host, fmt.Sprint(port))
+		srv, err := r.cfg.Group.Start(proc.Spec{
+			Name: "server", Path: r.cfg.ServerBin, Args: r.cfg.serverArgs(s, addr), Env: r.cfg.ServerEnv, CPUs: cpus,
+		}, r.cfg.Pinning)
+		if err != nil {
+			return nil, "", err
+		}
+		base := "http://" + addr
+		err = r.waitHealthy(ctx, srv, base)
+		if err == nil {
+			return srv, base, nil
+		}
+		if srv.Exited() && strings.Contains(srv.Stderr(), "listen") && attempt < 2 {
+			lastErr = err
+			_ = srv.Stop(r.cfg.StopGrace)
+			continue
+		}
+		return srv, "", err
+	}
+	return nil, "", lastErr
+}
+
+// waitHealthy polls /healthz until it answers 200, the server exits, or
+// StartTimeout passes.
+func (r *Runner) waitHealthy(ctx context.Context, srv *proc.Proc, base string) error {
+	deadline := time.Now().Add(r.cfg.StartTimeout)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		if err != nil {
+			return fmt.Errorf("healthz: %w", err)
+		}
+		resp, err := r.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if srv.Exited() {
+			return fmt.Errorf("server exited before /healthz answered: %s", srv.ExitSummary())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server not healthy after %s (last: %v)", r.cfg.StartTimeout, err)
+		}
+		if !sleep(ctx, 20*time.Millisecond) {
+			return fmt.Errorf("healthz: %w", ctx.Err())
+		}
+	}
+}
+
+// serverFigures fills run.Server from the samples taken while every client
+// was connected and measured: from the end of the ramp and the warm-up to
+// the end of -duration, counted from the load generators' start. The load
+// generators' own result spans more (ramp, drain, closing), so its
+// Start+Duration would count connection set-up and tear-down as the
+// server's steady cost, and goroutines at its end after clients left.
+func (r *Runner) serverFigures(run *report.Run, s Spec, res *result.Result, idle sample.Point, pts []sample.Point, runStart time.Time) {
+	from := res.Start.Add(Ramp(s.Scenario, s.Clients) + r.cfg.warmup(s))
+	to := from.Add(r.cfg.duration(s))
+	first, last, n, ok := sample.Window(pts, from, to)
+	if !ok {
+		// Fewer than two samples in the window (a very short -duration):
+		// fall back to every sample taken after the idle one.
+		first, last, n, ok = sample.Window(pts, idle.At.Add(time.Nanosecond), time.Now())
+	}
+	srv := &run.Server
+	for _, p := range pts {
+		srv.Series = append(srv.Series, report.Point{T: p.At.Sub(runStart).Seconds(), RSSBytes: p.RSSBytes,
+			CPUSeconds: p.CPUSeconds, Goroutines: p.Goroutines, Deliveries: p.Deliveries, Conns: p.ConnsOpen})
+	}
+	if !ok {
+		return
+	}
+	srv.Samples = n
+	srv.RSSBytes, srv.Goroutines, srv.ConnsOpen, srv.Refused = last.RSSBytes, last.Goroutines, last.ConnsOpen, last.Refused
+	srv.RSSGrowthBytes = last.RSSBytes - first.RSSBytes
+	srv.WindowSeconds = last.At.Sub(first.At).Seconds()
+	srv.CPUSeconds = last.CPUSeconds - first.CPUSeconds
+	srv.Deliveries = last.Deliveries - first.Deliveries
+	srv.BytesWritten = last.BytesWritten - first.BytesWritten
+	srv.Gaps = last.Gaps - first.Gaps
+	srv.PollRequests = last.PollRequests - first.PollRequests
+	for _, p := range pts {
+		if !p.At.Before(first.At) && !p.At.After(last.At) {
+			srv.PeakRSSBytes = max(srv.PeakRSSBytes, p.RSSBytes)
+		}
+	}
+}
+
+// keepLogs writes the stderr of a failed or warned run's processes to
+// LogDir, named after the run, for the notes to point at.
+func (r *Runner) keepLogs(s Spec, procs []*proc.Proc, errText string, warnings []string) {
+	if r.cfg.LogDir == "" {
+		return
+	}
+	if err := os.MkdirAll(r.cfg.LogDir, 0o755); err != nil {
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "run: %s\n", s)
+	if errText != "" {
+		fmt.Fprintf(&b, "error: %s\n", errText)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	for _, p := range procs {
+		fmt.Fprintf(&b, "\n--- %s (pid %d) stderr, last %d bytes ---\n%s", p.Name(), p.Pid(), proc.StderrTail, p.Stderr())
+	}
+	_ = os.WriteFile(filepath.Join(r.cfg.LogDir, s.Slug()+".log"), []byte(b.String()), 0o644)
+}
+
+// sleep waits d or until ctx ends; it reports whether the full d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,240 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pushbench/pushbench/bench/report"
+)
+
+// Spec is one run: a cell of the matrix and which repeat.
+type Spec struct {
+	Scenario  string
+	Transport string // sse, ws, poll, shortpoll
+	Clients   int
+	Repeat    int // 1-based
+}
+
+func (s Spec) String() string {
+	return fmt.Sprintf("%s %s %d clients (repeat %d)", s.Scenario, s.Transport, s.Clients, s.Repeat)
+}
+
+// Slug names the run's files.
+func (s Spec) Slug() string {
+	return fmt.Sprintf("%s_%s_%d_r%d", s.Scenario, s.Transport, s.Clients, s.Repeat)
+}
+
+// ServerTransport is what bin/server serves for a bench transport: short
+// polling is a client behaviour against the long-polling endpoint (timeout=0),
+// so both poll rows measure the same server and feed.
+func ServerTransport(transport string) string {
+	if transport == "shortpoll" {
+		return "poll"
+	}
+	return transport
+}
+
+// Applies reports whether a transport takes part in a scenario. Short
+// polling runs in steady only: stalls, churn and storms are about held
+// connections, and a short poller holds none between its requests (every
+// poll is already a new request, which steady measures).
+func Applies(scenario, transport string) bool {
+	return transport != "shortpoll" || scenario == report.Steady
+}
+
+// Ramp is how long the load generators take to connect n clients: about
+// 5,000 per second on loopback, well inside somaxconn (4096) and the SYN
+// backlog (2048) per batch, at least 200 ms so small runs still spread.
+// The storm scenario has no ramp: its connection rate is the point.
+func Ramp(scenario string, n int) time.Duration {
+	if scenario == report.Storm {
+		return 0
+	}
+	return max(200*time.Millisecond, time.Duration(n)*200*time.Microsecond)
+}
+
+// Drain bounds how long a load generator waits at the end for ticks
+// scheduled before the end; it returns as soon as every subscription has
+// them, so only a run that is behind pays for it. It must outlast the
+// latency of a saturated run (seconds at p99.9), or ticks still in flight
+// would be counted as lost.
+const Drain = 3 * time.Second
+
+// SlowDrain is the drain of the slow scenario (see loadgenArgs).
+const SlowDrain = time.Second
+
+// StormMinRate is the lowest feed rate of the storm scenario. Time to first
+// tick includes waiting for the next tick to be published; at 1,000 ticks/s
+// that wait is at most 1 ms, so the figure measures connection set-up.
+const StormMinRate = 1000.0
+
+// feedRate is the server's -rate for a scenario.
+func (c *Config) feedRate(scenario string) float64 {
+	if scenario == report.Storm {
+		return max(c.Rate, StormMinRate)
+	}
+	return c.Rate
+}
+
+// pollInterval is the shortpoll interval in force: bench's, else the
+// load generator's default (1s).
+func (c *Config) pollInterval() time.Duration {
+	if c.PollInterval > 0 {
+		return c.PollInterval
+	}
+	return time.Second
+}
+
+// ShortpollIntervals is how many poll intervals a shortpoll run measures
+// at least: with fewer, each poller asks once or twice, and the first poll
+// only fixes its cursor.
+const ShortpollIntervals = 3
+
+// warmup is the unmeasured time after the ramp: none in a storm, which
+// measures connecting itself; at least one interval for short polling, so
+// that the cursor-fixing first poll falls inside it.
+func (c *Config) warmup(s Spec) time.Duration {
+	switch {
+	case s.Scenario == report.Storm:
+		return 0
+	case s.Transport == "shortpoll":
+		return max(c.Warmup, c.pollInterval())
+	}
+	return c.Warmup
+}
+
+// duration is the measured time of a run.
+func (c *Config) duration(s Spec) time.Duration {
+	if s.Transport == "shortpoll" {
+		return max(c.Duration, ShortpollIntervals*c.pollInterval())
+	}
+	return c.Duration
+}
+
+// serverArgs are bin/server's flags for a run.
+func (c *Config) serverArgs(s Spec, addr string) []string {
+	args := []string{
+		"-transport", ServerTransport(s.Transport),
+		"-addr", addr,
+		"-seed", strconv.FormatUint(c.Seed, 10),
+		"-symbols", strconv.Itoa(c.Symbols),
+		"-rate", strconv.FormatFloat(c.feedRate(s.Scenario), 'g', -1, 64),
+		"-log", "warn",
+	}
+	return append(args, c.ServerArgs...)
+}
+
+// has reports whether bin/loadgen has a flag (all of them when unknown).
+func (c *Config) has(flag string) bool { return c.LoadgenFlags == nil || c.LoadgenFlags[flag] }
+
+// loadgenArgs are bin/loadgen's flags for one of the run's load-generator
+// processes, holding n of its clients. Without a -warmup flag, the load
+// generator measures the warm-up too: it runs warmup+duration, and only
+// the server-side figures leave the warm-up out.
+func (c *Config) loadgenArgs(s Spec, url string, n int, out string) []string {
+	mode := s.Transport
+	if s.Scenario == report.Storm {
+		mode = "storm-" + s.Transport
+	}
+	dur, warm := c.duration(s), c.warmup(s)
+	if !c.has("warmup") {
+		dur += warm
+	}
+	args := []string{
+		"-transport", mode,
+		"-url", url,
+		"-clients", strconv.Itoa(n),
+		"-duration", dur.String(),
+		"-out", out,
+		"-seed", strconv.FormatUint(c.Seed, 10),
+		"-feed-symbols", strconv.Itoa(c.Symbols),
+	}
+	opt := func(flag, value string) {
+		if c.has(flag) {
+			args = append(args, "-"+flag, value)
+		}
+	}
+	if warm > 0 && c.has("warmup") {
+		args = append(args, "-warmup", warm.String())
+	}
+	if s.Scenario != report.Storm {
+		opt("ramp", Ramp(s.Scenario, s.Clients).String())
+	}
+	drain := Drain
+	if s.Scenario == report.Slow {
+		// Stalled clients are behind by design and would hold every slow
+		// run for the whole drain; the others catch up within a second.
+		drain = SlowDrain
+	}
+	if s.Transport == "shortpoll" {
+		// A short poller sees a tick only at its next poll: the drain must
+		// outlast one interval or in-flight ticks count as missing.
+		drain += c.pollInterval()
+	}
+	opt("drain", drain.String())
+	if c.ClientSymbols != "" {
+		args = append(args, "-symbols", c.ClientSymbols)
+	}
+	if s.Transport == "shortpoll" && c.PollInterval > 0 {
+		opt("interval", c.PollInterval.String())
+	}
+	switch s.Scenario {
+	case report.Slow:
+		args = append(args, "-slow", strconv.FormatFloat(c.SlowShare, 'g', -1, 64))
+	case report.Churn:
+		args = append(args, "-churn", strconv.FormatFloat(c.ChurnShare, 'g', -1, 64))
+	case report.Storm:
+		// s.Clients new connections per second, at most s.Clients open
+		// (each process its share of both).
+		rate := float64(n)
+		args = append(args, "-rate", strconv.FormatFloat(rate, 'g', -1, 64))
+	}
+	if c.has("quiet") {
+		args = append(args, "-quiet")
+	}
+	return append(args, c.LoadgenArgs...)
+}
+
+// Unsupported says why bin/loadgen cannot run a scenario ("" if it can):
+// bench then skips the scenario and says so, instead of failing every run.
+func (c *Config) Unsupported(scenario string) string {
+	need := map[string]string{report.Slow: "slow", report.Churn: "churn", report.Storm: "rate"}[scenario]
+	if need != "" && !c.has(need) {
+		return fmt.Sprintf("bin/loadgen has no -%s flag", need)
+	}
+	return ""
+}
+
+// flagLine matches a flag in Go's flag.PrintDefaults output: "  -name type".
+var flagLine = regexp.MustCompile(`(?m)^\s+-([A-Za-z0-9][\w-]*)`)
+
+// ProbeLoadgen runs `loadgen -h` and lists its flags, so that bench passes
+// only flags the load generator has and skips scenarios it cannot run.
+func ProbeLoadgen(ctx context.Context, path string) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, path, "-h")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	_ = cmd.Run() // -h may exit 0 or 2; the text is what counts
+	flags := map[string]bool{}
+	for _, m := range flagLine.FindAllStringSubmatch(out.String(), -1) {
+		flags[m[1]] = true
+	}
+	for _, f := range []string{"transport", "url", "clients", "duration", "out"} {
+		if !flags[f] {
+			text := strings.TrimSpace(out.String())
+			if len(text) > 200 {
+				text = text[:200] + "…"
+			}
+			return nil, fmt.Errorf("%s -h does not list -%s: is it bin/loadgen? (%q)", path, f, text)
+		}
+	}
+	return flags, nil
+}
