@@ -68,6 +68,12 @@ type Counts struct {
 	WrongSymbol  int64 `json:"wrong_symbol"`  // a tick outside the subscription's filter
 	WrongContent int64 `json:"wrong_content"` // a tick whose (sym, price) differs from the deterministic feed
 	Reconnects   int64 `json:"reconnects"`
+	// Stalled counts subscriptions that had not received everything up to
+	// the end of the run when it stopped (the stream stopped delivering);
+	// their unreceived ticks are in Missing too.
+	Stalled int64 `json:"stalled"`
+	// Malformed counts messages that could not be parsed as a tick or a gap.
+	Malformed int64 `json:"malformed"`
 }
 
 // Bytes on the wire, counted on the connection (headers and framing included).
@@ -83,9 +89,16 @@ type Self struct {
 	CPUSeconds  float64 `json:"cpu_seconds"`
 	CPUCores    float64 `json:"cpu_cores"` // CPU seconds / wall seconds
 	MaxRSSBytes int64   `json:"max_rss_bytes"`
-	GOMAXPROCS  int     `json:"gomaxprocs"`
-	Saturated   bool    `json:"saturated"`
-	Warning     string  `json:"warning,omitempty"`
+	// RSSBytes is the resident set at the end of the measured period,
+	// with every client connected (streams): divided by the clients it is
+	// the memory one client costs, connection-phase garbage excluded.
+	RSSBytes   int64 `json:"rss_bytes,omitempty"`
+	GOMAXPROCS int   `json:"gomaxprocs"`
+	Saturated  bool  `json:"saturated"`
+	// LagP99Ms is the 99th percentile of how late a 5 ms timer fired in the
+	// load generator: scheduling delay that every latency figure includes.
+	LagP99Ms float64 `json:"lag_p99_ms"`
+	Warning  string  `json:"warning,omitempty"`
 }
 
 // Result is one load-generator process's run, or a merge of several.
@@ -96,13 +109,20 @@ type Result struct {
 	Clients       int       `json:"clients"`
 	Symbols       []string  `json:"symbols,omitempty"` // the subscription filter; empty means all
 	Start         time.Time `json:"start"`
-	Duration      float64   `json:"duration_s"` // measured wall time
+	Duration      float64   `json:"duration_s"` // measured wall time (streams: from when the ramp is over and every client connected, to the end; drain excluded)
 
 	Connected int64            `json:"connected"`          // clients connected at the end
 	Failures  map[string]int64 `json:"failures,omitempty"` // failed connections by cause: refused, reset, timeout, emfile, http_503, ...
 	Requests  int64            `json:"requests,omitempty"` // HTTP requests made (polling)
+	// FailureSamples holds one error message per failure cause.
+	FailureSamples map[string]string `json:"failure_samples,omitempty"`
+	// Warnings are what the reader of the figures must know (a saturated
+	// load generator, a feed the checker could not match, ...).
+	Warnings []string `json:"warnings,omitempty"`
+	// FeedRate is the feed's rate in ticks/s as learned from the ticks' ts.
+	FeedRate float64 `json:"feed_rate,omitempty"`
 
-	Messages   int64   `json:"messages"`     // ticks received
+	Messages   int64   `json:"messages"`     // ticks received during Duration (Counts.Received counts the whole run)
 	MsgsPerSec float64 `json:"msgs_per_sec"` // Messages / Duration
 	PerClient  float64 `json:"msgs_per_sec_per_client"`
 
@@ -204,6 +224,16 @@ func Merge(rs ...*Result) (*Result, error) {
 		if r.Start.Before(out.Start) {
 			out.Start = r.Start
 		}
+		for k, v := range r.FailureSamples {
+			if out.FailureSamples == nil {
+				out.FailureSamples = map[string]string{}
+			}
+			if _, ok := out.FailureSamples[k]; !ok {
+				out.FailureSamples[k] = v
+			}
+		}
+		out.Warnings = append(out.Warnings, r.Warnings...)
+		out.FeedRate = max(out.FeedRate, r.FeedRate)
 		for k, v := range r.Failures {
 			if out.Failures == nil {
 				out.Failures = map[string]int64{}
@@ -221,12 +251,16 @@ func Merge(rs ...*Result) (*Result, error) {
 		c.WrongSymbol += r.Counts.WrongSymbol
 		c.WrongContent += r.Counts.WrongContent
 		c.Reconnects += r.Counts.Reconnects
+		c.Stalled += r.Counts.Stalled
+		c.Malformed += r.Counts.Malformed
 		out.Bytes.Sent += r.Bytes.Sent
 		out.Bytes.Received += r.Bytes.Received
 		out.Self.CPUSeconds += r.Self.CPUSeconds
 		out.Self.CPUCores += r.Self.CPUCores
 		out.Self.MaxRSSBytes += r.Self.MaxRSSBytes
+		out.Self.RSSBytes += r.Self.RSSBytes
 		out.Self.GOMAXPROCS += r.Self.GOMAXPROCS
+		out.Self.LagP99Ms = max(out.Self.LagP99Ms, r.Self.LagP99Ms)
 		if r.Self.Saturated {
 			out.Self.Saturated = true
 			out.Self.Warning = r.Self.Warning

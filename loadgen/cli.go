@@ -1,0 +1,190 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/pushbench/pushbench/loadgen/client"
+	"github.com/pushbench/pushbench/servers/feed"
+)
+
+// Exit statuses of Main.
+const (
+	ExitOK     = 0
+	ExitError  = 1 // the run could not take place (server down, limits, output)
+	ExitUsage  = 2 // bad flags or URL
+	ExitFaults = 3 // -strict and delivery faults were found
+)
+
+const usageHead = `loadgen opens many clients of one transport against a pushbench server (or
+any server that speaks PROTOCOL.md) and reports latency (arrival minus each
+tick's scheduled ts), throughput, delivery correctness per subscription,
+bytes on the wire and its own CPU and memory.
+
+Usage: loadgen -transport sse|ws|poll|shortpoll|storm-sse|storm-ws|storm-poll -url http://HOST:PORT [flags]
+
+Modes (-transport):
+  sse, ws, poll   -clients long-lived subscriptions (poll = long polling),
+                  opened over -ramp, then measured for -duration; -churn drops
+                  and resumes some of them every second.
+  shortpoll       -clients pollers, each asking GET /poll?timeout=0 every
+                  -interval: a fixed request rate (open model, vegeta).
+  storm-sse, storm-ws, storm-poll
+                  new connections at -rate per second for -duration (at most
+                  -clients at once, vegeta-paced), each measured for time to
+                  connect and time to first tick, then closed (or held -hold).
+
+Correctness: the checker replays the server's deterministic feed (-seed,
+-feed-symbols must match the server's -seed, -symbols) to know which seqs
+carry the subscribed symbols and what (sym, price) each must have. A fresh
+subscription is owed every tick after the first one it sees (poll: after the
+cursor of its first answer); reconnects resume and owe everything in between.
+At the end the run waits up to -drain for ticks scheduled before the end.
+-feed-symbols 0 checks only seq order and duplicates (no -symbols then).
+
+Exit status: 0 done, 1 the run could not take place, 2 bad flags,
+3 delivery faults with -strict.
+
+Flags:
+`
+
+// Main runs the command line: parses args, runs, prints the summary to
+// stdout and the progress to stderr, and returns the exit status. live
+// says stderr is a terminal (redraw one progress line).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live bool) int {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		cfg        Config
+		rawURL     string
+		symbols    string
+		sourceIPs  string
+		out        string
+		quiet      bool
+		strict     bool
+		feedSyms   int
+		seed       uint64
+		duration   time.Duration
+		progressEv time.Duration
+		cpuProfile string
+	)
+	fs.StringVar(&cfg.Transport, "transport", "sse", "sse, ws, poll, shortpoll, storm-sse, storm-ws or storm-poll")
+	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL (http only)")
+	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "subscriptions (sse, ws, poll), pollers (shortpoll) or connections open at once at most (storm)")
+	fs.DurationVar(&duration, "duration", DefaultDuration, "measured time, from when the ramp is over and every client connected")
+	fs.DurationVar(&cfg.Ramp, "ramp", 0, "spread connection opens over this time before -duration starts (streams)")
+	fs.DurationVar(&cfg.Drain, "drain", DefaultDrain, "at the end, wait up to this for ticks scheduled before the end")
+	fs.StringVar(&symbols, "symbols", "", "comma-separated symbols to subscribe to (empty: all)")
+	fs.Float64Var(&cfg.Churn, "churn", 0, "share of clients dropped and resumed per second, e.g. 0.05 (streams)")
+	fs.StringVar(&sourceIPs, "source-ips", "auto", "source addresses, e.g. 127.0.0.2-127.0.0.40 or a comma list; auto: more loopback addresses when one lacks ports (~28k connections each)")
+	fs.Uint64Var(&seed, "seed", feed.DefaultSeed, "the server's feed -seed")
+	fs.IntVar(&feedSyms, "feed-symbols", feed.DefaultSymbols, "the server's feed -symbols count; 0: unknown feed, check order and duplicates only")
+	fs.DurationVar(&cfg.Interval, "interval", DefaultInterval, "shortpoll: each poller asks this often")
+	fs.Float64Var(&cfg.Rate, "rate", DefaultRate, "storm: new connections per second")
+	fs.DurationVar(&cfg.Hold, "hold", 0, "storm: keep each connection this long after its first tick")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", client.DefaultConnectTimeout, "bound on dial plus handshake (storm: also on the first tick)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", client.DefaultIdleTimeout, "drop a stream silent for this long (between half and all of it)")
+	fs.DurationVar(&cfg.PollTimeout, "poll-timeout", client.DefaultPollTimeout, "poll: the timeout parameter of each long poll")
+	fs.IntVar(&cfg.ReadBuffer, "read-buffer", client.DefaultReadBuffer, "bytes of parse buffer per client")
+	fs.IntVar(&cfg.Handshakes, "handshakes", DefaultHandshakes, "connection opens in flight at once (the server's listen backlog is finite)")
+	fs.StringVar(&out, "out", "", "write the result as JSON to this file (for bench)")
+	fs.DurationVar(&progressEv, "progress", DefaultProgressEvery, "interval of the progress lines when stderr is not a terminal")
+	fs.BoolVar(&quiet, "quiet", false, "no progress output")
+	fs.BoolVar(&strict, "strict", false, "exit 3 when any delivery fault was counted")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator to this file")
+
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, usageHead)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "loadgen: %v (see loadgen -h)\n", oneLine(err))
+		return ExitUsage
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(stdout)
+			return ExitOK
+		}
+		return fail(err)
+	}
+	if fs.NArg() > 0 {
+		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fail(fmt.Errorf("-url: %w", err))
+	}
+	cfg.URL, cfg.Duration, cfg.Seed, cfg.FeedSymbols, cfg.ProgressEvery = u, duration, seed, feedSyms, progressEv
+	if symbols != "" {
+		for s := range strings.SplitSeq(symbols, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				return fail(errors.New("-symbols: empty name in list"))
+			}
+			cfg.Symbols = append(cfg.Symbols, s)
+		}
+	}
+	if cfg.SourceIPs, err = ParseSourceIPs(sourceIPs); err != nil {
+		return fail(err)
+	}
+	if cfg.ReadBuffer < 64 || cfg.ReadBuffer > 1<<20 {
+		return fail(fmt.Errorf("-read-buffer must be 64..1048576, got %d", cfg.ReadBuffer))
+	}
+	if cfg.ConnectTimeout <= 0 || cfg.IdleTimeout <= 0 || cfg.PollTimeout <= 0 {
+		return fail(errors.New("-connect-timeout, -idle-timeout and -poll-timeout must be positive"))
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(err)
+	}
+	if !quiet {
+		cfg.Progress, cfg.Live = stderr, live
+	}
+
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", oneLine(err))
+			return ExitError
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", oneLine(err))
+			return ExitError
+		}
+		defer pprof.StopCPUProfile()
+	}
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "loadgen: %v\n", oneLine(err))
+		return ExitError
+	}
+	if err := WriteSummary(stdout, res); err != nil {
+		fmt.Fprintf(stderr, "loadgen: %v\n", err)
+		return ExitError
+	}
+	if out != "" {
+		if err := res.Write(out); err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", oneLine(err))
+			return ExitError
+		}
+	}
+	if strict && len(Faults(res)) > 0 {
+		return ExitFaults
+	}
+	return ExitOK
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

@@ -1,0 +1,256 @@
+// Package client holds the load generator's clients: one interface, one
+// implementation per transport (SSE, WebSocket, long polling), each a
+// single goroutine's worth of state that costs a few KiB while idle.
+//
+// A client parses what the server sends into Events (ticks and gaps) without
+// allocating per message, stamps each with the time its bytes came off the
+// socket, and counts every byte that crossed its connection. It remembers
+// where it is in the feed, so that Connect after a dropped connection
+// resumes (Last-Event-ID, since, cursor) instead of starting over.
+//
+// Concurrency: one goroutine owns a client and calls Connect and Next. Drop
+// and Close may be called from any goroutine: Drop cuts the current
+// connection (the owner's Next then fails and it may Connect again), Close
+// cuts it for good.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pushbench/pushbench/servers/feed"
+)
+
+// Transports this package implements.
+var Transports = []string{"sse", "ws", "poll"}
+
+// Defaults double as the load generator's flag defaults.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultIdleTimeout    = 60 * time.Second // longer than the SSE heartbeat (15s) and WS ping (30s)
+	DefaultPollTimeout    = 25 * time.Second
+	DefaultPollMax        = 512
+	DefaultReadBuffer     = 1024
+)
+
+// Kind says what an Event carries.
+type Kind uint8
+
+// Event kinds.
+const (
+	KindTick      Kind = iota + 1
+	KindGap            // ticks Gap.From..Gap.To-1 are no longer retained
+	KindStart          // the subscription starts after Seq (a poll's first cursor)
+	KindMalformed      // a message that is neither a tick nor a gap; Err says why
+)
+
+// Event is one thing a client received. It belongs to the client and is
+// valid until the next call to Next.
+type Event struct {
+	Kind   Kind
+	Tick   Tick
+	Gap    feed.Gap
+	Seq    uint64
+	RecvAt int64 // Unix ns when the bytes that completed it came off the socket
+	Err    error
+}
+
+// Client is one subscription over one transport.
+type Client interface {
+	// Connect opens a connection and subscribes: from now on the first
+	// call, resuming after the last tick received on later calls. It
+	// returns once the server accepted (SSE: 200 and headers; WS: the
+	// upgrade; poll: the TCP connection, plus on the first call an
+	// immediate poll that fixes the starting cursor).
+	Connect(ctx context.Context) error
+	// Next blocks until the next event. Any error ends the connection;
+	// Connect may be called again.
+	Next() (*Event, error)
+	// Drop cuts the current connection (churn); safe from any goroutine.
+	Drop()
+	// Close cuts the connection for good; safe from any goroutine.
+	Close() error
+}
+
+// Config describes the clients of one run. Prepare it once; it is then
+// read-only and shared by every client.
+type Config struct {
+	Transport      string
+	Base           *url.URL // http://host:port[/prefix]
+	Symbols        []string // empty: all
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+	PollTimeout    time.Duration // the timeout parameter of long polls
+	PollMax        int
+	ReadBuffer     int // bytes of the parser's buffer per client
+	MaxEvent       int // largest SSE line/event, WS message or poll body
+
+	hostport string
+	hostHdr  string
+	path     string // path and query, without resume point
+	wsURL    string
+	pollWait string // PollTimeout as the timeout parameter
+	// wsPool lends WebSocket write buffers: a load-generator client only
+	// writes control frames (pong, close), which gorilla frames without the
+	// write buffer, so no client should hold 4 KiB for it.
+	wsPool *sync.Pool
+}
+
+// Prepare checks the configuration and precomputes what every request
+// shares.
+func (c *Config) Prepare() error {
+	if c.Base == nil {
+		return errors.New("client: no URL")
+	}
+	if c.Base.Scheme != "http" {
+		return fmt.Errorf("client: URL scheme must be http, got %q", c.Base.Scheme)
+	}
+	if c.Base.Host == "" {
+		return errors.New("client: URL has no host")
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	if c.PollMax <= 0 {
+		c.PollMax = DefaultPollMax
+	}
+	if c.ReadBuffer <= 0 {
+		c.ReadBuffer = DefaultReadBuffer
+	}
+	if c.MaxEvent <= 0 {
+		c.MaxEvent = DefaultMaxEvent
+	}
+	c.wsPool = &sync.Pool{}
+	c.pollWait = c.PollTimeout.String()
+	c.hostHdr = c.Base.Host
+	c.hostport = c.Base.Host
+	if c.Base.Port() == "" {
+		c.hostport = net.JoinHostPort(c.Base.Hostname(), "80")
+	}
+	prefix := strings.TrimSuffix(c.Base.EscapedPath(), "/")
+	var q []string
+	if len(c.Symbols) > 0 {
+		q = append(q, "symbols="+url.QueryEscape(strings.Join(c.Symbols, ",")))
+	}
+	switch c.Transport {
+	case "sse":
+		c.path = prefix + "/sse"
+	case "ws":
+		c.path = prefix + "/ws"
+		c.wsURL = "ws://" + c.Base.Host + c.path
+	case "poll":
+		c.path = prefix + "/poll"
+		q = append(q, "max="+fmt.Sprint(c.PollMax))
+	default:
+		return fmt.Errorf("client: unknown transport %q", c.Transport)
+	}
+	if len(q) > 0 {
+		c.path += "?" + strings.Join(q, "&")
+		if c.wsURL != "" {
+			c.wsURL += "?" + strings.Join(q, "&")
+		}
+	}
+	return nil
+}
+
+// New returns an unconnected client of cfg.Transport that dials with d and
+// counts its bytes into counters (both shared with other clients).
+func New(cfg *Config, d *Dialer, counters *Counters) (Client, error) {
+	if cfg.path == "" {
+		return nil, errors.New("client: Config not prepared")
+	}
+	var c interface {
+		Client
+		init(*Config, *Dialer, *Counters)
+	}
+	switch cfg.Transport {
+	case "sse":
+		c = new(SSE)
+	case "ws":
+		c = new(WS)
+	case "poll":
+		c = new(Poll)
+	default:
+		return nil, fmt.Errorf("client: unknown transport %q", cfg.Transport)
+	}
+	c.init(cfg, d, counters)
+	return c, nil
+}
+
+func (b *base) init(cfg *Config, d *Dialer, counters *Counters) {
+	if counters == nil {
+		counters = new(Counters)
+	}
+	b.cfg, b.dialer, b.counters = cfg, d, counters
+}
+
+// base is what the three clients share: configuration, dialer and the
+// current connection, which Drop and Close may cut from another goroutine.
+type base struct {
+	cfg      *Config
+	dialer   *Dialer
+	counters *Counters
+
+	mu     sync.Mutex
+	conn   *Conn
+	closed bool
+}
+
+// dial opens a connection and registers it so that Drop and Close can cut
+// it, even during the handshake.
+func (b *base) dial(ctx context.Context) (*Conn, error) {
+	raw, err := b.dialer.DialContext(ctx, "tcp", b.cfg.hostport)
+	if err != nil {
+		return nil, err
+	}
+	c := NewConn(raw, b.counters)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		_ = raw.Close()
+		return nil, fmt.Errorf("client closed: %w", net.ErrClosed)
+	}
+	if b.conn != nil {
+		_ = b.conn.Close()
+	}
+	b.conn = c
+	return c, nil
+}
+
+// Drop closes the current connection, if any.
+func (b *base) Drop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conn != nil {
+		_ = b.conn.Close()
+	}
+}
+
+// Close closes the current connection and refuses new ones.
+func (b *base) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if b.conn != nil {
+		_ = b.conn.Close()
+	}
+	return nil
+}
+
+// cutOnCancel closes c when ctx is done before stop is called, so that a
+// handshake blocked in a read ends with the run.
+func cutOnCancel(ctx context.Context, c net.Conn) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { _ = c.Close() })
+}

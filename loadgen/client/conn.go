@@ -1,0 +1,125 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// Counters add up the bytes that crossed connections, as the socket saw
+// them: HTTP request and response headers, chunk framing, SSE field names,
+// WebSocket frame headers and control frames all count. Many connections
+// share one Counters; adding is atomic.
+type Counters struct {
+	In       atomic.Int64 // server to client
+	Out      atomic.Int64 // client to server
+	Requests atomic.Int64 // HTTP requests sent (polls)
+}
+
+// Conn wraps a net.Conn to count its bytes and to remember when the last read
+// returned, which is when the bytes it brought arrived (every event parsed
+// from them arrived then too, so one clock read serves a whole batch).
+//
+// Read deadlines: with SetIdle, Read keeps a rolling deadline without paying
+// for a timer update on every read: it moves the deadline only when half the
+// idle time has passed since it last did, so a silent peer is cut off after
+// between idle/2 and idle. Only the goroutine that reads may call Read,
+// LastRead and SetIdle; Write is called by that goroutine too (requests,
+// pongs); Close may be called from anywhere.
+type Conn struct {
+	net.Conn
+	counters *Counters
+	lastRead int64 // Unix ns
+	idle     int64 // ns; 0: the owner manages deadlines itself
+	setAt    int64 // Unix ns when the rolling deadline was last moved
+}
+
+// NewConn wraps c; counters may be nil.
+func NewConn(c net.Conn, counters *Counters) *Conn {
+	if counters == nil {
+		counters = new(Counters)
+	}
+	return &Conn{Conn: c, counters: counters}
+}
+
+// Read reads from the connection and stamps the arrival time.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.idle > 0 && c.lastRead-c.setAt > c.idle/2 {
+		c.setAt = c.lastRead
+		if err := c.Conn.SetReadDeadline(time.Unix(0, c.lastRead+c.idle)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.Conn.Read(p)
+	c.lastRead = time.Now().UnixNano()
+	if n > 0 {
+		c.counters.In.Add(int64(n))
+	}
+	return n, err
+}
+
+// Write writes to the connection and counts the bytes written.
+func (c *Conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.counters.Out.Add(int64(n))
+	}
+	return n, err
+}
+
+// LastRead returns when the last Read returned, in Unix nanoseconds.
+func (c *Conn) LastRead() int64 { return c.lastRead }
+
+// SetIdle starts the rolling read deadline (0 stops it and clears the
+// deadline).
+func (c *Conn) SetIdle(d time.Duration) error {
+	now := time.Now().UnixNano()
+	c.idle, c.setAt, c.lastRead = int64(d), now, now
+	if d <= 0 {
+		return c.Conn.SetReadDeadline(time.Time{})
+	}
+	return c.Conn.SetReadDeadline(time.Unix(0, now+int64(d)))
+}
+
+// Dialer opens TCP connections from one source address. Spreading clients
+// over several loopback source addresses lifts the limit of about 28,000
+// ephemeral ports per (source, destination) pair: Linux binds a source
+// address chosen before connect to a port of its own range per address.
+type Dialer struct {
+	d net.Dialer
+	// fake replaces the network in tests and benchmarks.
+	fake func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// NewDialer returns a dialer from source address ip (nil: the kernel picks)
+// with a connect timeout.
+func NewDialer(ip net.IP, timeout time.Duration) *Dialer {
+	d := &Dialer{d: net.Dialer{Timeout: timeout, KeepAlive: -1}}
+	if ip != nil {
+		d.d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	return d
+}
+
+// Source returns the source address, or nil.
+func (d *Dialer) Source() net.IP {
+	if a, ok := d.d.LocalAddr.(*net.TCPAddr); ok {
+		return a.IP
+	}
+	return nil
+}
+
+// DialContext opens a TCP connection to addr (host:port).
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := d.d.DialContext
+	if d.fake != nil {
+		dial = d.fake
+	}
+	c, err := dial(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,198 @@
+// Package loadgen opens many clients of one transport against a server that
+// speaks PROTOCOL.md and measures what they got: latency from each tick's
+// scheduled time, throughput, delivery correctness per subscription, bytes
+// on the wire, and its own cost, so that a saturated load generator is
+// reported rather than mistaken for a slow server.
+//
+// Run drives one of three load shapes:
+//   - streams (sse, ws, poll): Clients long-lived subscriptions opened over
+//     Ramp, optionally churned (dropped and resumed), for Duration;
+//   - shortpoll: Clients pollers asking every Interval with timeout=0, an
+//     open-model request rate paced by vegeta;
+//   - storm (storm-sse, storm-ws, storm-poll): new connections at Rate per
+//     second, paced by vegeta, each measured for time to connect and time
+//     to first tick.
+//
+// Ownership: Run owns every goroutine it starts (one per client, plus the
+// spawner, churner, progress reporter and lag probe) and returns only after
+// all of them ended. Measurements go into a few shards (one histogram set
+// and counters each, guarded by a mutex) that clients pick by index, and are
+// merged once at the end, as wrk2 merges its per-thread histograms.
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pushbench/pushbench/loadgen/client"
+	"github.com/pushbench/pushbench/servers/feed"
+)
+
+// Modes (values of Config.Transport).
+var Modes = []string{"sse", "ws", "poll", "shortpoll", "storm-sse", "storm-ws", "storm-poll"}
+
+// Defaults double as flag defaults.
+const (
+	DefaultClients       = 100
+	DefaultDuration      = 10 * time.Second
+	DefaultDrain         = 3 * time.Second
+	DefaultInterval      = time.Second
+	DefaultRate          = 100.0
+	DefaultHandshakes    = 256 // connection opens in flight at once
+	DefaultProgressEvery = 5 * time.Second
+)
+
+// Config describes one run. The zero value of every optional field takes
+// its default.
+type Config struct {
+	Transport string   // one of Modes
+	URL       *url.URL // base URL, http://host:port
+	Clients   int      // subscriptions (streams, shortpoll) or concurrent connections (storm)
+	Duration  time.Duration
+	Ramp      time.Duration // streams: connection opens spread over this, before Duration starts
+	// Drain is how long the run waits at the end for every subscription to
+	// receive the ticks scheduled before the end, before counting what is
+	// still missing. A stalled stream holds the run for the whole Drain.
+	Drain   time.Duration
+	Symbols []string // subscription filter; empty: all symbols
+	// Churn is the share of clients dropped per second and reconnected at
+	// once with resume (0.05: 5% of the clients per second).
+	Churn     float64
+	SourceIPs []net.IP // empty: chosen automatically when needed
+	// Seed and FeedSymbols describe the server's feed, so that the checker
+	// knows which (sym, price) each seq carries. FeedSymbols 0: the feed is
+	// unknown; content is then not checked, and Symbols must be empty.
+	Seed        uint64
+	FeedSymbols int
+	Interval    time.Duration // shortpoll: each client polls this often
+	Rate        float64       // storm: new connections per second
+	Hold        time.Duration // storm: how long a connection stays after its first tick
+
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration
+	PollTimeout    time.Duration
+	ReadBuffer     int
+	Handshakes     int // connection opens in flight at once
+
+	// Progress receives the live progress; nil: none. Live redraws one
+	// line (a terminal); otherwise a plain line every ProgressEvery.
+	Progress      io.Writer
+	Live          bool
+	ProgressEvery time.Duration
+	// NoPreflight skips the single trial connection that turns "server down"
+	// or "wrong transport" into one clear error before the run starts.
+	NoPreflight bool
+}
+
+func (c *Config) stream() bool {
+	return c.Transport == "sse" || c.Transport == "ws" || c.Transport == "poll"
+}
+
+func (c *Config) storm() bool { return strings.HasPrefix(c.Transport, "storm-") }
+
+// clientTransport is the client.Config transport for this mode.
+func (c *Config) clientTransport() string {
+	switch {
+	case c.Transport == "shortpoll":
+		return "poll"
+	case c.storm():
+		return strings.TrimPrefix(c.Transport, "storm-")
+	}
+	return c.Transport
+}
+
+// Validate checks c and fills in defaults. Its errors are one line each,
+// fit for a usage error.
+func (c *Config) Validate() error {
+	if !slices.Contains(Modes, c.Transport) {
+		return fmt.Errorf("-transport must be one of %s, got %q", strings.Join(Modes, ", "), c.Transport)
+	}
+	if c.URL == nil {
+		return errors.New("-url is required")
+	}
+	if c.URL.Scheme != "http" || c.URL.Host == "" || c.URL.Hostname() == "" {
+		return fmt.Errorf("-url must be an http:// base URL like http://127.0.0.1:8080, got %q", c.URL.String())
+	}
+	if c.URL.RawQuery != "" || c.URL.Fragment != "" || c.URL.User != nil {
+		return fmt.Errorf("-url must be a base URL without query, fragment or user, got %q", c.URL.String())
+	}
+	if c.Clients < 1 {
+		return fmt.Errorf("-clients must be at least 1, got %d", c.Clients)
+	}
+	if c.Duration <= 0 {
+		return fmt.Errorf("-duration must be positive, got %s", c.Duration)
+	}
+	if c.Ramp < 0 || c.Drain < 0 || c.Hold < 0 || c.ConnectTimeout < 0 || c.IdleTimeout < 0 || c.PollTimeout < 0 {
+		return errors.New("durations must not be negative")
+	}
+	if c.Drain == 0 {
+		c.Drain = DefaultDrain
+	}
+	if c.Churn < 0 || c.Churn > 10 {
+		return fmt.Errorf("-churn must be a share of clients per second between 0 and 10, got %g", c.Churn)
+	}
+	if c.Churn > 0 && !c.stream() {
+		return fmt.Errorf("-churn applies to sse, ws and poll, not %s", c.Transport)
+	}
+	if c.FeedSymbols < 0 || c.FeedSymbols > feed.MaxSymbols {
+		return fmt.Errorf("-feed-symbols must be 0..%d, got %d", feed.MaxSymbols, c.FeedSymbols)
+	}
+	if len(c.Symbols) > 0 && c.FeedSymbols == 0 {
+		return errors.New("-symbols needs the server's feed: set -seed and -feed-symbols")
+	}
+	if c.FeedSymbols > 0 {
+		names := feed.SymbolNames(c.FeedSymbols)
+		for _, s := range c.Symbols {
+			if !slices.Contains(names, s) {
+				return fmt.Errorf("-symbols: %q is not one of the %d symbols of the feed (-feed-symbols %d)", s, c.FeedSymbols, c.FeedSymbols)
+			}
+		}
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Interval < time.Millisecond {
+		return fmt.Errorf("-interval must be at least 1ms, got %s", c.Interval)
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.Rate < 0 || c.Rate > 1e6 {
+		return fmt.Errorf("-rate must be between 0 and 1e6 connections per second, got %g", c.Rate)
+	}
+	if c.Handshakes <= 0 {
+		c.Handshakes = DefaultHandshakes
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	for _, ip := range c.SourceIPs {
+		if ip.To4() == nil && ip.To16() == nil {
+			return errors.New("-source-ips: bad address")
+		}
+	}
+	return nil
+}
+
+// clientConfig builds the shared client configuration.
+func (c *Config) clientConfig() (*client.Config, error) {
+	cc := &client.Config{
+		Transport:      c.clientTransport(),
+		Base:           c.URL,
+		Symbols:        c.Symbols,
+		ConnectTimeout: c.ConnectTimeout,
+		IdleTimeout:    c.IdleTimeout,
+		PollTimeout:    c.PollTimeout,
+		ReadBuffer:     c.ReadBuffer,
+	}
+	if err := cc.Prepare(); err != nil {
+		return nil, err
+	}
+	return cc, nil
+}

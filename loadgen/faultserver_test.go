@@ -1,0 +1,313 @@
+package loadgen
+
+// A deliberately faulty server for the checker's tests. It publishes the
+// project's deterministic feed on its own clock over SSE, WebSocket and
+// long polling, and breaks each connection's stream in one chosen way at its
+// 10th item: a checker that cannot see these faults is worth nothing.
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/pushbench/pushbench/servers/feed"
+)
+
+// Faults the server can inject.
+const (
+	faultNone    = "none"
+	faultDrop    = "drop"    // one tick never sent
+	faultRepeat  = "repeat"  // one tick sent twice
+	faultReorder = "reorder" // two ticks swapped
+	faultStall   = "stall"   // nothing after one tick, connection kept open
+	faultWrong   = "wrong"   // one tick's price off by a cent
+	faultGap     = "gap"     // three ticks replaced by a gap signal (not a fault)
+)
+
+// faultAt is the position, counted from a connection's start, where the
+// fault happens: after the checker has started, well before the run ends.
+const faultAt = 10
+
+type faultServer struct {
+	fault  string
+	period time.Duration
+	names  []string
+	ticks  []feed.Tick // ticks[seq], ts stamped from start
+	start  time.Time
+	stop   chan struct{}
+
+	mu       sync.Mutex
+	pollKeys map[string]uint64 // poll connection -> its fault position
+	sources  map[string]int    // requests per client address
+
+	URL string
+}
+
+// newFaultServer serves the feed (seed 1, 16 symbols, rate ticks/s) with the
+// fault; the feed's clock starts now.
+func newFaultServer(t testing.TB, fault string, rate float64) *faultServer {
+	t.Helper()
+	const n = 20000
+	g, err := feed.NewGenerator(1, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &faultServer{
+		fault: fault, period: time.Duration(float64(time.Second) / rate),
+		names: feed.SymbolNames(16), ticks: make([]feed.Tick, n+1),
+		start: time.Now(), stop: make(chan struct{}), pollKeys: map[string]uint64{}, sources: map[string]int{},
+	}
+	for i := 1; i <= n; i++ {
+		fs.ticks[i] = g.Next()
+		fs.ticks[i].TS = feed.ScheduledAt(fs.start, rate, uint64(i))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/sse", fs.sse)
+	mux.HandleFunc("/ws", fs.ws)
+	mux.HandleFunc("/poll", fs.poll)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			fs.mu.Lock()
+			fs.sources[host]++
+			fs.mu.Unlock()
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	fs.URL = ts.URL
+	t.Cleanup(func() {
+		close(fs.stop)
+		ts.Close()
+	})
+	return fs
+}
+
+// sourceAddrs returns the client addresses seen, with their request counts.
+func (fs *faultServer) sourceAddrs() map[string]int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return maps.Clone(fs.sources)
+}
+
+// item is what a connection whose fault is at position k delivers at
+// position i: a tick (seq, with the price altered or not), a gap, or
+// nothing ever again (stall).
+type item struct {
+	seq   uint64
+	gap   *feed.Gap
+	stall bool
+	wrong bool
+}
+
+func (fs *faultServer) item(i, k uint64) item {
+	switch fs.fault {
+	case faultDrop:
+		if i >= k {
+			return item{seq: i + 1}
+		}
+	case faultRepeat:
+		if i > k {
+			return item{seq: i - 1}
+		}
+	case faultReorder:
+		if i == k {
+			return item{seq: k + 1}
+		}
+		if i == k+1 {
+			return item{seq: k}
+		}
+	case faultStall:
+		if i > k {
+			return item{stall: true}
+		}
+	case faultWrong:
+		return item{seq: i, wrong: i == k}
+	case faultGap:
+		if i == k {
+			return item{gap: &feed.Gap{From: k, To: k + 3}}
+		}
+		if i > k {
+			return item{seq: i + 2}
+		}
+	}
+	return item{seq: i}
+}
+
+// newest is the newest position published by now.
+func (fs *faultServer) newest() uint64 { return uint64(time.Since(fs.start) / fs.period) }
+
+// waitFor waits until position i is published; false if ctx or the server ended.
+func (fs *faultServer) waitFor(ctx context.Context, i uint64) bool {
+	d := time.Until(fs.start.Add(time.Duration(i) * fs.period))
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-fs.stop:
+	}
+	return false
+}
+
+func (fs *faultServer) json(it item) []byte {
+	tk := fs.ticks[it.seq]
+	if it.wrong {
+		tk.Price++
+	}
+	return feed.AppendJSON(nil, tk, fs.names[tk.Sym])
+}
+
+func (fs *faultServer) sse(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	fmt.Fprint(w, "retry: 2000\n\n")
+	if rc.Flush() != nil {
+		return
+	}
+	start := fs.newest()
+	k := start + faultAt
+	for i := start + 1; ; i++ {
+		if !fs.waitFor(r.Context(), i) {
+			return
+		}
+		it := fs.item(i, k)
+		switch {
+		case it.stall:
+			select {
+			case <-r.Context().Done():
+			case <-fs.stop:
+			}
+			return
+		case it.gap != nil:
+			fmt.Fprintf(w, "event: gap\ndata: {\"from\":%d,\"to\":%d}\n\n", it.gap.From, it.gap.To)
+		default:
+			fmt.Fprintf(w, "id: %d\ndata: %s\n\n", it.seq, fs.json(it))
+		}
+		if rc.Flush() != nil {
+			return
+		}
+	}
+}
+
+func (fs *faultServer) ws(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{}
+	c, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() { // the read loop handles the client's close frame
+		defer cancel()
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	start := fs.newest()
+	k := start + faultAt
+	for i := start + 1; ; i++ {
+		if !fs.waitFor(ctx, i) {
+			return
+		}
+		it := fs.item(i, k)
+		var msg []byte
+		switch {
+		case it.stall:
+			select {
+			case <-ctx.Done():
+			case <-fs.stop:
+			}
+			return
+		case it.gap != nil:
+			msg = fmt.Appendf(nil, `{"gap":{"from":%d,"to":%d}}`, it.gap.From, it.gap.To)
+		default:
+			msg = fs.json(it)
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if c.WriteMessage(websocket.TextMessage, msg) != nil {
+			return
+		}
+	}
+}
+
+// poll serves long polls. The cursor is a position of this connection's
+// delivered sequence (opaque to clients, as PROTOCOL.md allows).
+func (fs *faultServer) poll(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	timeout, err := time.ParseDuration(q.Get("timeout"))
+	if err != nil {
+		timeout = 25 * time.Second
+	}
+	fs.mu.Lock()
+	k, ok := fs.pollKeys[r.RemoteAddr]
+	if !ok {
+		k = fs.newest() + faultAt
+		fs.pollKeys[r.RemoteAddr] = k
+	}
+	fs.mu.Unlock()
+	cursor := fs.newest()
+	if c := q.Get("cursor"); c != "" {
+		if cursor, err = strconv.ParseUint(c, 10, 64); err != nil {
+			http.Error(w, `{"error":"bad cursor"}`, http.StatusBadRequest)
+			return
+		}
+	}
+	if fs.newest() <= cursor && timeout > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		fs.waitFor(ctx, cursor+1)
+		cancel()
+	}
+	b := []byte(`{"cursor":`)
+	var ticks, gap []byte
+	next := cursor
+	stalled := false
+	for i := cursor + 1; i <= fs.newest() && i <= cursor+512; i++ {
+		it := fs.item(i, k)
+		if it.stall {
+			stalled = true
+			break
+		}
+		if it.gap != nil {
+			if len(ticks) > 0 {
+				break // as in the real server, a gap comes before its batch
+			}
+			gap = fmt.Appendf(nil, `,"gap":{"from":%d,"to":%d}`, it.gap.From, it.gap.To)
+			next = i
+			continue
+		}
+		next = i
+		if len(ticks) > 0 {
+			ticks = append(ticks, ',')
+		}
+		ticks = append(ticks, fs.json(it)...)
+	}
+	if stalled && len(ticks) == 0 && gap == nil && timeout > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		select { // a stalled poll holds until its timeout, answering nothing
+		case <-ctx.Done():
+		case <-fs.stop:
+		}
+		cancel()
+	}
+	b = strconv.AppendUint(b, next, 10)
+	b = append(append(append(b, `,"ticks":[`...), ticks...), ']')
+	b = append(append(b, gap...), "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,143 @@
+package loadgen
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/pushbench/pushbench/loadgen/result"
+)
+
+// Faults lists what went wrong with delivery, empty when every expected tick
+// arrived once, in order, with the right content.
+func Faults(r *result.Result) []string {
+	c := r.Counts
+	var f []string
+	add := func(n int64, what string) {
+		if n > 0 {
+			f = append(f, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(c.Missing, "missing")
+	add(c.Duplicates, "duplicates")
+	add(c.OutOfOrder, "out of order")
+	add(c.WrongSymbol, "wrong symbol")
+	add(c.WrongContent, "wrong content")
+	add(c.Stalled, "stalled subscriptions")
+	add(c.Malformed, "malformed messages")
+	return f
+}
+
+// WriteSummary writes the human summary of a result.
+func WriteSummary(w io.Writer, r *result.Result) error {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("loadgen %s %s  %d clients  %.1fs", r.Transport, r.URL, r.Clients, r.Duration)
+	if len(r.Symbols) > 0 {
+		p("  symbols %s", strings.Join(r.Symbols, ","))
+	}
+	if r.FeedRate > 0 {
+		p("  feed %.0f ticks/s", r.FeedRate)
+	}
+	p("\n")
+
+	c := r.Counts
+	switch {
+	case strings.HasPrefix(r.Transport, "storm-"):
+		p("connections  %d reached their first tick", r.Connected)
+	case r.Transport == "shortpoll":
+		p("pollers      %d/%d answered", r.Connected, r.Clients)
+	default:
+		p("connections  %d/%d connected at the end, %d reconnects", r.Connected, r.Clients, c.Reconnects)
+	}
+	if len(r.Failures) == 0 {
+		p("; failures: none\n")
+	} else {
+		p("; failures:")
+		for _, k := range slices.Sorted(maps.Keys(r.Failures)) {
+			p(" %s %d", k, r.Failures[k])
+		}
+		p("\n")
+		for _, k := range slices.Sorted(maps.Keys(r.FailureSamples)) {
+			p("  %-11s %s\n", k+":", r.FailureSamples[k])
+		}
+	}
+	p("messages     %s received  %s/s  (%.2f/s per client)\n", group(r.Messages), si(r.MsgsPerSec), r.PerClient)
+	pct := func(name string, q result.Percentiles, note string) {
+		if q.Count == 0 {
+			p("%-12s none\n", name)
+			return
+		}
+		p("%-12s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s ms  (n=%d%s)\n", name,
+			ms(q.P50), ms(q.P90), ms(q.P99), ms(q.P999), ms(q.Max), q.Count, note)
+	}
+	pct("latency", r.Latency, "; arrival - scheduled ts")
+	pct("connect", r.Connect, "")
+	pct("first tick", r.FirstTick, "")
+	p("delivery     expected %s  received %s  missing %d  duplicates %d  out of order %d  gaps %d (%d ticks)\n",
+		group(c.Expected), group(c.Received), c.Missing, c.Duplicates, c.OutOfOrder, c.Gaps, c.GapTicks)
+	p("             wrong symbol %d  wrong content %d  stalled %d  malformed %d\n",
+		c.WrongSymbol, c.WrongContent, c.Stalled, c.Malformed)
+	if f := Faults(r); len(f) > 0 {
+		p("             FAULTS: %s\n", strings.Join(f, ", "))
+	} else if c.Received > 0 {
+		p("             ok: every expected tick arrived once, in order, with the right content\n")
+	}
+	p("bytes        in %s (%.1f B/tick)  out %s", bytesIEC(r.Bytes.Received), r.Bytes.PerTick, bytesIEC(r.Bytes.Sent))
+	if r.Requests > 0 {
+		p("  requests %s", group(r.Requests))
+	}
+	p("\n")
+	s := r.Self
+	p("self         %.2f cores (GOMAXPROCS %d), cpu %.1fs, max RSS %s", s.CPUCores, s.GOMAXPROCS, s.CPUSeconds, bytesIEC(s.MaxRSSBytes))
+	if s.RSSBytes > 0 && r.Clients > 0 {
+		p(", RSS at the end %s (%s/client)", bytesIEC(s.RSSBytes), bytesIEC(s.RSSBytes/int64(r.Clients)))
+	}
+	p(", timer lag p99 %.1f ms\n", s.LagP99Ms)
+	for _, wn := range r.Warnings {
+		p("WARNING: %s\n", wn)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func ms(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// group writes an integer with thousands separators.
+func group(n int64) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func bytesIEC(n int64) string {
+	v := float64(n)
+	switch {
+	case v >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", v/(1<<30))
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", v/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", v/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,247 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/pushbench/pushbench/loadgen/check"
+	"github.com/pushbench/pushbench/loadgen/client"
+	"github.com/pushbench/pushbench/loadgen/result"
+)
+
+// poller is one short-polling client: it asks every Interval what happened
+// since its cursor. The targeter (vegeta's workers) reads cursor and sets
+// inflight; everything else belongs to the goroutine that reads results.
+type poller struct {
+	cursor   atomic.Uint64 // cursor+1; 0: none yet
+	inflight atomic.Bool
+	chk      *check.Checker
+	ok       bool
+}
+
+// shortpoll runs the open model vegeta is built for: requests at a fixed
+// rate (Clients per Interval), whatever the server's answer time, each a
+// GET /poll?timeout=0 for one of the pollers in turn. Latency is still
+// measured from each tick's scheduled ts to the end of the response that
+// carried it, so the interval's cost shows up as latency.
+func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
+	cfg := r.cfg
+	n := cfg.Clients
+	polls := make([]*poller, n)
+	for i := range polls {
+		polls[i] = &poller{chk: check.New(r.book, r.filter)}
+	}
+	base := strings.TrimSuffix(cfg.URL.String(), "/") + "/poll?timeout=0s&max=" + strconv.Itoa(client.DefaultPollMax)
+	if len(cfg.Symbols) > 0 {
+		base += "&symbols=" + url.QueryEscape(strings.Join(cfg.Symbols, ","))
+	}
+
+	counters := &r.shards[0].counters
+	var dials atomic.Uint64
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			i := int(dials.Add(1))
+			t0 := time.Now()
+			c, err := r.dialerFor(i).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			r.shardFor(i).connected(time.Since(t0))
+			return client.NewConn(c, counters), nil
+		},
+		MaxIdleConnsPerHost:   n,
+		MaxConnsPerHost:       n,
+		DisableCompression:    true, // count the bytes a plain client moves
+		ResponseHeaderTimeout: r.ccfg.ConnectTimeout,
+		IdleConnTimeout:       max(2*cfg.Interval, 30*time.Second),
+	}
+	defer tr.CloseIdleConnections()
+	rt := &failRT{next: tr, shard: r.shards[0], counters: counters}
+	attacker := vegeta.NewAttacker(
+		vegeta.Client(&http.Client{Transport: rt}),
+		vegeta.Timeout(2*r.ccfg.ConnectTimeout),
+		vegeta.Workers(uint64(min(n, 32))),
+		vegeta.MaxWorkers(uint64(n)), // at most one request in flight per poller, on average
+		vegeta.MaxBody(int64(r.ccfg.MaxEvent)*16),
+	)
+
+	var next atomic.Uint64
+	targeter := func(t *vegeta.Target) error {
+		id := int(next.Add(1) % uint64(n))
+		for range min(n, 16) { // prefer a poller with no request in flight
+			if polls[id].inflight.CompareAndSwap(false, true) {
+				break
+			}
+			id = int(next.Add(1) % uint64(n))
+		}
+		u := base
+		if c := polls[id].cursor.Load(); c > 0 {
+			u += "&cursor=" + strconv.FormatUint(c-1, 10)
+		}
+		// The fragment never goes on the wire; it tells the result which
+		// poller asked.
+		t.Method, t.URL = http.MethodGet, u+"#"+strconv.Itoa(id)
+		return nil
+	}
+
+	aux := newAux(r)
+	start, cpu0 := time.Now(), cpuTime()
+	r.phase.Store("run")
+	stopWatch := make(chan struct{})
+	watchDone := make(chan struct{})
+	go func() { // Ctrl-C ends the attack early
+		defer close(watchDone)
+		select {
+		case <-ctx.Done():
+			attacker.Stop()
+		case <-stopWatch:
+		}
+	}()
+	pacer := vegeta.ConstantPacer{Freq: n, Per: cfg.Interval}
+	var ans client.PollAnswer
+	var total result.Counts // what no checker sees (malformed answers)
+	for res := range attacker.Attack(targeter, pacer, cfg.Duration, "shortpoll") {
+		r.pollResult(res, polls, &ans, &total)
+	}
+	close(stopWatch)
+	<-watchDone
+	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
+	lag := aux.stop()
+
+	out := r.result(start, wall, cpu, lag)
+	out.Counts = total
+	out.Requests = counters.Requests.Load()
+	for _, p := range polls {
+		if p.ok {
+			out.Connected++
+		}
+		// A poller is owed exactly what the server said it covered.
+		h := p.cursor.Load()
+		if h > 0 {
+			h--
+		}
+		addCounts(&out.Counts, p.chk.Finish(h))
+	}
+	out.Messages = out.Counts.Received
+	finishRates(out)
+	return out, nil
+}
+
+// pollResult accounts one short-poll answer.
+func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAnswer, total *result.Counts) {
+	_, frag, _ := strings.Cut(res.URL, "#")
+	id, err := strconv.Atoi(frag)
+	if err != nil || id < 0 || id >= len(polls) {
+		return
+	}
+	p := polls[id]
+	p.inflight.Store(false)
+	sh := r.shardFor(id)
+	if res.Code != http.StatusOK {
+		if res.Code != 0 {
+			sh.fail("http_"+strconv.Itoa(int(res.Code)), errors.New(res.Error))
+		}
+		return // transport errors were counted by failRT
+	}
+	if err := client.DecodePoll(res.Body, ans); err != nil {
+		total.Malformed++
+		return
+	}
+	p.ok = true
+	var reqCursor uint64
+	hadCursor := false
+	if i := strings.Index(res.URL, "&cursor="); i >= 0 {
+		s := res.URL[i+len("&cursor="):]
+		if j := strings.IndexByte(s, '#'); j >= 0 {
+			s = s[:j]
+		}
+		reqCursor, _ = strconv.ParseUint(s, 10, 64)
+		hadCursor = true
+	}
+	cur := p.cursor.Load() // cursor+1
+	// An answer to a request sent with an older cursor than the poller has
+	// now overlaps a newer answer: its ticks up to the current cursor were
+	// already accounted, and counting them again would blame the server
+	// for duplicates it did not send.
+	stale := cur > 0 && (!hadCursor || reqCursor != cur-1)
+	if !p.chk.Started() {
+		switch {
+		case hadCursor:
+			p.chk.StartAfter(reqCursor)
+		case len(ans.Ticks) == 0:
+			p.chk.StartAfter(ans.Cursor)
+		case ans.Ticks[0].Seq > 0:
+			p.chk.StartAfter(ans.Ticks[0].Seq - 1)
+		}
+	}
+	if ans.HasGap {
+		p.chk.Gap(ans.Gap.From, ans.Gap.To)
+	}
+	recvAt := res.End().UnixNano()
+	for i := range ans.Ticks {
+		t := &ans.Ticks[i]
+		if stale && t.Seq <= cur-1 {
+			continue
+		}
+		if p.chk.Tick(t.Seq, t.Sym, t.Price) {
+			sh.tick(t.Seq, t.TS, recvAt)
+		}
+		sh.messages.Add(1)
+	}
+	if cur == 0 || ans.Cursor > cur-1 {
+		p.cursor.Store(ans.Cursor + 1)
+	}
+}
+
+// failRT counts transport failures by cause (vegeta keeps only the error
+// text, which errors.Is cannot sort) and strips vegeta's own request
+// headers, so the bytes counted are those a plain poller would send.
+type failRT struct {
+	next     http.RoundTripper
+	shard    *shard
+	counters *client.Counters
+}
+
+func (f *failRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	r2 := *req
+	r2.Header = req.Header.Clone()
+	for k := range r2.Header {
+		if strings.HasPrefix(k, "X-Vegeta-") {
+			delete(r2.Header, k)
+		}
+	}
+	f.counters.Requests.Add(1)
+	resp, err := f.next.RoundTrip(&r2)
+	if err != nil {
+		f.shard.fail(client.Cause(err), err)
+		return nil, fmt.Errorf("poll: %w", err)
+	}
+	resp.Body = &failBody{ReadCloser: resp.Body, shard: f.shard}
+	return resp, nil
+}
+
+// failBody counts a body that breaks off.
+type failBody struct {
+	io.ReadCloser
+	shard *shard
+}
+
+func (b *failBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.shard.fail(client.Cause(err), err)
+	}
+	return n, err
+}

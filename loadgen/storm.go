@@ -1,0 +1,162 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/pushbench/pushbench/loadgen/check"
+	"github.com/pushbench/pushbench/loadgen/client"
+	"github.com/pushbench/pushbench/loadgen/result"
+)
+
+// storm opens new connections at Rate per second (a reconnect storm), at
+// most Clients at once, each measured for time to connect and time to
+// first tick and then closed (or held for Hold). vegeta paces the opens
+// and grows its workers when connections are slow, so a slow server does
+// not lower the offered rate (open model); its requests go to stormRT,
+// which performs one streaming connection per request.
+func (r *run) storm(ctx context.Context) (*result.Result, error) {
+	cfg := r.cfg
+	rt := &stormRT{r: r, ctx: ctx}
+	attacker := vegeta.NewAttacker(
+		vegeta.Client(&http.Client{Transport: rt}),
+		vegeta.Timeout(0), // stormRT bounds each connection itself
+		vegeta.Workers(uint64(min(cfg.Clients, 16))),
+		vegeta.MaxWorkers(uint64(cfg.Clients)),
+		vegeta.MaxBody(0),
+	)
+	// ConstantPacer counts whole hits per period: express the rate per
+	// 1000 s so that fractional rates work.
+	pacer := vegeta.ConstantPacer{Freq: max(1, int(cfg.Rate*1000+0.5)), Per: 1000 * time.Second}
+	target := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: cfg.URL.String()})
+
+	aux := newAux(r)
+	start, cpu0 := time.Now(), cpuTime()
+	r.phase.Store("storm")
+	stopWatch := make(chan struct{})
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-ctx.Done():
+			attacker.Stop()
+		case <-stopWatch:
+		}
+	}()
+	for range attacker.Attack(target, pacer, cfg.Duration, cfg.Transport) {
+		// stormRT accounted each connection.
+	}
+	close(stopWatch)
+	<-watchDone
+	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
+	lag := aux.stop()
+
+	out := r.result(start, wall, cpu, lag)
+	rt.mu.Lock()
+	out.Counts = rt.counts
+	rt.mu.Unlock()
+	out.Connected = rt.ok.Load()
+	out.Messages = out.Counts.Received
+	finishRates(out)
+	return out, nil
+}
+
+// stormRT performs one storm connection per request.
+type stormRT struct {
+	r    *run
+	ctx  context.Context
+	next atomic.Uint64
+	ok   atomic.Int64 // connections that got their first tick
+
+	mu     sync.Mutex
+	counts result.Counts
+}
+
+var errNoTick = errors.New("connection ended before its first tick")
+
+func (s *stormRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := s.r
+	i := int(s.next.Add(1))
+	sh := r.shardFor(i)
+	c, err := client.New(r.ccfg, r.dialerFor(i), &sh.counters)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	chk := check.New(r.book, r.filter)
+	defer func() {
+		s.mu.Lock()
+		addCounts(&s.counts, chk.Finish(0))
+		s.mu.Unlock()
+	}()
+	stop := context.AfterFunc(s.ctx, func() { _ = c.Close() })
+	defer stop()
+
+	t0 := time.Now()
+	if err := c.Connect(s.ctx); err != nil {
+		sh.fail(client.Cause(err), err)
+		return nil, err
+	}
+	sh.connected(time.Since(t0))
+	r.connected.Add(1)
+	defer r.connected.Add(-1)
+
+	// The first tick must come within the connect timeout.
+	cut := time.AfterFunc(r.ccfg.ConnectTimeout, c.Drop)
+	got := false
+	var holdUntil time.Time
+	for {
+		ev, err := c.Next()
+		if err != nil {
+			cut.Stop()
+			if !got {
+				sh.fail("first_tick_"+client.Cause(err), err)
+				return nil, fmt.Errorf("%w: %w", errNoTick, err)
+			}
+			break // the hold ended
+		}
+		switch ev.Kind {
+		case client.KindTick:
+			t := &ev.Tick
+			if chk.Tick(t.Seq, t.Sym, t.Price) {
+				sh.tick(t.Seq, t.TS, ev.RecvAt)
+			}
+			sh.messages.Add(1)
+			if !got {
+				got = true
+				cut.Stop()
+				sh.firstTick(time.Unix(0, ev.RecvAt).Sub(t0))
+				s.ok.Add(1)
+				if r.cfg.Hold <= 0 {
+					return okResponse(req), nil
+				}
+				holdUntil = time.Now().Add(r.cfg.Hold)
+				cut = time.AfterFunc(time.Until(holdUntil), c.Drop)
+			}
+		case client.KindGap:
+			chk.Gap(ev.Gap.From, ev.Gap.To)
+		case client.KindStart:
+			chk.StartAfter(ev.Seq)
+		case client.KindMalformed:
+			s.mu.Lock()
+			s.counts.Malformed++
+			s.mu.Unlock()
+		}
+	}
+	return okResponse(req), nil
+}
+
+func okResponse(req *http.Request) *http.Response {
+	return &http.Response{
+		Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{}, Body: http.NoBody, Request: req,
+	}
+}
