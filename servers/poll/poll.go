@@ -102,12 +102,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.hasCursor {
 		p.cursor = ring.Newest()
 	}
-	bp := h.Buffers.Get().(*[]*feed.Frame)
-	defer func() { clear(*bp); *bp = (*bp)[:0]; h.Buffers.Put(bp) }()
-
+	// An answer that is ready now is read straight away; otherwise the
+	// request is held without a batch buffer, so that thousands of held
+	// polls cost only their goroutines, and read once something arrived.
 	wake := ring.Wait()
-	frames, gap, next := ring.Read(p.cursor, p.filter, (*bp)[:0], p.max)
-	if len(frames) == 0 && gap == nil && p.timeout > 0 {
+	if p.timeout > 0 && !h.ready(p.cursor, p.filter) {
 		release, reason, ok := h.Admit()
 		if !ok {
 			h.Metrics.Refuse(reason)
@@ -116,45 +115,50 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.Metrics.Open.Inc()
-		frames, gap, next = h.hold(r.Context(), p, wake, frames)
+		h.hold(r.Context(), p, wake)
 		h.Metrics.Open.Dec()
 		release()
 	}
+	bp := h.Buffers.Get().(*[]*feed.Frame)
+	defer func() { clear(*bp); *bp = (*bp)[:0]; h.Buffers.Put(bp) }()
+	frames, gap, next := ring.Read(p.cursor, p.filter, (*bp)[:0], p.max)
 	if len(frames) == 0 && gap == nil {
-		next = p.cursor // on timeout the cursor is unchanged
+		next = p.cursor // nothing to answer (timeout): the cursor is unchanged
 	}
 	*bp = frames
 	h.respond(w, next, frames, gap)
 }
 
-// hold waits for ticks after p.cursor until the timeout, the client leaving
-// or shutdown; a publish that brings only other symbols' ticks waits on.
-func (h *Handler) hold(ctx context.Context, p params, wake <-chan struct{}, buf []*feed.Frame) ([]*feed.Frame, *feed.Gap, uint64) {
+// ready reports whether a Read after cursor would return a tick or a gap.
+func (h *Handler) ready(cursor uint64, filter feed.Filter) bool {
+	var one [1]*feed.Frame
+	frames, gap, _ := h.Feed.Ring().Read(cursor, filter, one[:0], 1)
+	return len(frames) > 0 || gap != nil
+}
+
+// hold waits until a tick after p.cursor of the client's symbols (or a gap)
+// is retained, the timeout passes, the client leaves or the server stops.
+func (h *Handler) hold(ctx context.Context, p params, wake <-chan struct{}) {
 	ring := h.Feed.Ring()
 	timer := time.NewTimer(p.timeout)
 	defer timer.Stop()
-	cursor := p.cursor
 	for {
 		select {
 		case <-wake:
 		case <-timer.C:
-			return buf, nil, cursor
+			return
 		case <-ctx.Done():
-			return buf, nil, cursor
+			return
 		case <-h.Stop:
-			return buf, nil, cursor
+			return
 		}
 		if ring.Closed() {
-			return buf, nil, cursor
+			return
 		}
 		wake = ring.Wait()
-		frames, gap, next := ring.Read(cursor, p.filter, buf[:0], p.max)
-		if len(frames) > 0 || gap != nil {
-			return frames, gap, next
+		if h.ready(p.cursor, p.filter) {
+			return
 		}
-		// Keep the scanned-past cursor so the next wake reads only new ticks;
-		// an empty answer still reports the client's own cursor.
-		cursor = next
 	}
 }
 
