@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -54,19 +55,20 @@ func run(args []string, stderr io.Writer) int {
 		allowOrigin  = fs.String("allow-origin", "", "WebSocket origins allowed besides same-origin, comma separated, or * for any")
 		logLevel     = fs.String("log", "info", "log level: debug, info, warn or error")
 	)
-	fs.Usage = func() {
+	usage := func() {
 		fmt.Fprintf(stderr, "Usage: server [flags]\n\nServes the pushbench feed per PROTOCOL.md on /sse, /ws, /poll, /metrics, /healthz and / (demo page).\n\nFlags:\n")
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
+	fs.Usage = func() {} // parse errors are reported in one line below
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "server: "+format+"\n", a...)
 		return 2
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			usage()
 			return 0
 		}
 		return fail("%v (see -h)", err)
@@ -85,6 +87,21 @@ func run(args []string, stderr io.Writer) int {
 		if d.v <= 0 {
 			return fail("-%s must be a positive duration, got %v", d.name, d.v)
 		}
+	}
+	if !slices.Contains(server.Transports, *transport) {
+		return fail("-transport must be one of %s, got %q", strings.Join(server.Transports, ", "), *transport)
+	}
+	if !(*rate > 0 && *rate <= feed.MaxRate) {
+		return fail("-rate must be > 0 and <= %g ticks/s, got %g", feed.MaxRate, *rate)
+	}
+	if *symbols < 1 || *symbols > feed.MaxSymbols {
+		return fail("-symbols must be 1..%d, got %d", feed.MaxSymbols, *symbols)
+	}
+	if *history < 1 {
+		return fail("-history must be at least 1, got %d", *history)
+	}
+	if *maxConns < 0 {
+		return fail("-max-conns must be >= 0, got %d", *maxConns)
 	}
 	if _, _, err := net.SplitHostPort(*addr); err != nil {
 		return fail("-addr must be host:port, got %q", *addr)
