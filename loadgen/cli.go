@@ -34,7 +34,8 @@ Usage: loadgen -transport sse|ws|poll|shortpoll|storm-sse|storm-ws|storm-poll -u
 Modes (-transport):
   sse, ws, poll   -clients long-lived subscriptions (poll = long polling),
                   opened over -ramp, then measured for -duration; -churn drops
-                  and resumes some of them every second.
+                  and resumes some of them every second; with -slow a share
+                  of them stall (connect, then read nothing more).
   shortpoll       -clients pollers, each asking GET /poll?timeout=0 every
                   -interval: a fixed request rate (open model, vegeta).
   storm-sse, storm-ws, storm-poll
@@ -49,6 +50,23 @@ subscription is owed every tick after the first one it sees (poll: after the
 cursor of its first answer); reconnects resume and owe everything in between.
 At the end the run waits up to -drain for ticks scheduled before the end.
 -feed-symbols 0 checks only seq order and duplicates (no -symbols then).
+
+Warm-up: with -warmup D, the run is -ramp, then D, then -duration. Ticks that
+arrive before the warm-up ends (the ramp's too) are checked like every other
+(the delivery counts cover the whole run) but are left out of the latency
+histogram and of the messages and msgs/s figures, which cover -duration only.
+Without -warmup every tick's latency is recorded, the ramp's included.
+
+Slow clients: -slow 0.1 makes every 10th client (sse, ws, poll) stall: it
+connects with a 4 KiB socket receive buffer and an Ethernet MSS (1460: the
+server's send buffer to it is then sized as across a network, not for
+loopback), then reads nothing more until the end (a long poll sends its next
+request first). The server's writes to it block once its buffers are full,
+and it must cope (drop it after its write timeout, or signal a gap) without
+slowing the others. Stalled clients are left out of every other figure:
+latency, messages, delivery counts and bytes are the others'. After the
+drain each stalled connection is read once more, for up to 0.5s, to tell
+whether the server had dropped it (EOF or reset) or still held it.
 
 Exit status: 0 done, 1 the run could not take place, 2 bad flags,
 3 delivery faults with -strict.
@@ -79,11 +97,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.StringVar(&cfg.Transport, "transport", "sse", "sse, ws, poll, shortpoll, storm-sse, storm-ws or storm-poll")
 	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL (http only)")
 	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "subscriptions (sse, ws, poll), pollers (shortpoll) or connections open at once at most (storm)")
-	fs.DurationVar(&duration, "duration", DefaultDuration, "measured time, from when the ramp is over and every client connected")
+	fs.DurationVar(&duration, "duration", DefaultDuration, "measured time, from when the ramp is over and every client connected (and the -warmup is over)")
 	fs.DurationVar(&cfg.Ramp, "ramp", 0, "spread connection opens over this time before -duration starts (streams)")
 	fs.DurationVar(&cfg.Drain, "drain", DefaultDrain, "at the end, wait up to this for ticks scheduled before the end")
 	fs.StringVar(&symbols, "symbols", "", "comma-separated symbols to subscribe to (empty: all)")
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "after the ramp, run this long before -duration without recording latency or messages (the checker still sees every tick); not for storm modes")
 	fs.Float64Var(&cfg.Churn, "churn", 0, "share of clients dropped and resumed per second, e.g. 0.05 (streams)")
+	fs.Float64Var(&cfg.Slow, "slow", 0, "share of clients, 0..1, that stall after connecting and are reported apart, e.g. 0.1 (sse, ws, poll)")
 	fs.StringVar(&sourceIPs, "source-ips", "auto", "source addresses, e.g. 127.0.0.2-127.0.0.40 or a comma list; auto: more loopback addresses when one lacks ports (~28k connections each)")
 	fs.Uint64Var(&seed, "seed", feed.DefaultSeed, "the server's feed -seed")
 	fs.IntVar(&feedSyms, "feed-symbols", feed.DefaultSymbols, "the server's feed -symbols count; 0: unknown feed, check order and duplicates only")

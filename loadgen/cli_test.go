@@ -41,6 +41,15 @@ func TestCLIBadFlags(t *testing.T) {
 		{[]string{"-source-ips", "127.0.0.9-127.0.0.1"}, "-source-ips"},
 		{[]string{"-transport", "shortpoll", "-churn", "0.1"}, "-churn"},
 		{[]string{"-churn", "-1"}, "-churn"},
+		{[]string{"-slow", "1.5"}, "-slow"},
+		{[]string{"-slow", "-0.1"}, "-slow"},
+		{[]string{"-slow", "NaN"}, "-slow"},
+		{[]string{"-slow", "many"}, "-slow"},
+		{[]string{"-transport", "shortpoll", "-slow", "0.1"}, "-slow applies to sse, ws and poll"},
+		{[]string{"-transport", "storm-sse", "-slow", "0.1"}, "-slow applies to sse, ws and poll"},
+		{[]string{"-warmup", "-1s"}, "-warmup"},
+		{[]string{"-warmup", "soon"}, "-warmup"},
+		{[]string{"-transport", "storm-ws", "-warmup", "1s"}, "-warmup applies to"},
 		{[]string{"-interval", "1us", "-transport", "shortpoll"}, "-interval"},
 		{[]string{"-read-buffer", "1"}, "-read-buffer"},
 		{[]string{"-idle-timeout", "0s"}, "timeout"},
@@ -66,7 +75,8 @@ func TestCLIHelp(t *testing.T) {
 		t.Errorf("-h: exit %d", code)
 	}
 	for _, f := range []string{"-transport", "-url", "-clients", "-duration", "-ramp", "-symbols", "-churn",
-		"-source-ips", "-out", "-interval", "-rate", "-seed", "-feed-symbols", "storm-sse", "shortpoll"} {
+		"-source-ips", "-out", "-interval", "-rate", "-seed", "-feed-symbols", "storm-sse", "shortpoll",
+		"-slow", "-warmup", "stall", "warm-up"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("-h does not document %s", f)
 		}
@@ -109,6 +119,29 @@ func TestCLIRun(t *testing.T) {
 	}
 	if _, err := result.Merge(res, res); err != nil {
 		t.Errorf("merge: %v", err)
+	}
+
+	// -slow and -warmup reach the result file and the summary.
+	code, stdout, stderr = runMain("-transport", "sse", "-url", good.URL, "-clients", "10", "-slow", "0.2",
+		"-warmup", "200ms", "-duration", "300ms", "-out", out, "-strict", "-quiet")
+	if code != ExitOK {
+		t.Fatalf("-slow: exit %d: %s %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "2 of 10 clients stalled on purpose") || !strings.Contains(stdout, "after 0.2s warm-up") {
+		t.Errorf("-slow -warmup summary:\n%s", stdout)
+	}
+	if res, err = result.ReadFile(out); err != nil {
+		t.Fatal(err)
+	}
+	if res.SlowClients != 2 || res.Slow.Stalled != 2 || res.Warmup != 0.2 {
+		t.Errorf("result file: slow clients %d, %+v, warm-up %g", res.SlowClients, res.Slow, res.Warmup)
+	}
+	m, err := result.Merge(res, res)
+	if err != nil || m.SlowClients != 4 || m.Slow.Stalled != 4 || m.Slow.BytesReceived != 2*res.Slow.BytesReceived || m.Warmup != 0.2 {
+		t.Errorf("merge: %v; slow clients %d, %+v, warm-up %g", err, m.SlowClients, m.Slow, m.Warmup)
+	}
+	if want := m.MsgsPerSec / 16; m.PerClient != want {
+		t.Errorf("merged per client %.2f msgs/s, want %.2f (over the 16 that kept up)", m.PerClient, want)
 	}
 
 	bad := newFaultServer(t, faultRepeat, 100)

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"slices"
@@ -46,6 +47,10 @@ const (
 	DefaultRate          = 100.0
 	DefaultHandshakes    = 256 // connection opens in flight at once
 	DefaultProgressEvery = 5 * time.Second
+	// SlowReceiveBuffer and SlowMSS are the SO_RCVBUF and the advertised
+	// MSS of a stalled client's socket (see client.Dialer.WithSmallBuffers).
+	SlowReceiveBuffer = 4 << 10
+	SlowMSS           = 1460
 )
 
 // Config describes one run. The zero value of every optional field takes
@@ -61,9 +66,19 @@ type Config struct {
 	// still missing. A stalled stream holds the run for the whole Drain.
 	Drain   time.Duration
 	Symbols []string // subscription filter; empty: all symbols
+	// Warmup (streams, shortpoll) is unrecorded time between the ramp and
+	// Duration: ticks that arrive before it ends (the ramp's too) are
+	// checked but left out of the latency histogram and of Messages.
+	Warmup time.Duration
 	// Churn is the share of clients dropped per second and reconnected at
 	// once with resume (0.05: 5% of the clients per second).
-	Churn     float64
+	Churn float64
+	// Slow (streams) is the share of clients that stall: they connect, then
+	// read nothing more until the end (their receive buffer is made small
+	// and they advertise an Ethernet MSS, SlowReceiveBuffer and SlowMSS, so
+	// that the server's writes block soon). They are left out of every
+	// figure but Result.Slow.
+	Slow      float64
 	SourceIPs []net.IP // empty: chosen automatically when needed
 	// Seed and FeedSymbols describe the server's feed, so that the checker
 	// knows which (sym, price) each seq carries. FeedSymbols 0: the feed is
@@ -107,6 +122,23 @@ func (c *Config) clientTransport() string {
 	return c.Transport
 }
 
+// slowClients returns how many clients stall: Slow × Clients rounded, at
+// least one when Slow > 0.
+func (c *Config) slowClients() int {
+	if c.Slow <= 0 {
+		return 0
+	}
+	return min(c.Clients, max(1, int(math.Round(c.Slow*float64(c.Clients)))))
+}
+
+// isSlow reports whether client i (0-based) is one of the slowClients
+// stalled ones. They are spread evenly over the clients (every k-th for a
+// share of 1/k), so over the ramp, the shards and the source addresses too.
+func (c *Config) isSlow(i int) bool {
+	n, k := c.Clients, c.slowClients()
+	return (i+1)*k/n > i*k/n
+}
+
 // Validate checks c and fills in defaults. Its errors are one line each,
 // fit for a usage error.
 func (c *Config) Validate() error {
@@ -139,6 +171,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Churn > 0 && !c.stream() {
 		return fmt.Errorf("-churn applies to sse, ws and poll, not %s", c.Transport)
+	}
+	if !(c.Slow >= 0 && c.Slow <= 1) { // NaN too
+		return fmt.Errorf("-slow must be a share of the clients between 0 and 1, got %g", c.Slow)
+	}
+	if c.Slow > 0 && !c.stream() {
+		return fmt.Errorf("-slow applies to sse, ws and poll, not %s", c.Transport)
+	}
+	if c.Warmup < 0 {
+		return fmt.Errorf("-warmup must not be negative, got %s", c.Warmup)
+	}
+	if c.Warmup > 0 && c.storm() {
+		return fmt.Errorf("-warmup applies to sse, ws, poll and shortpoll, not %s (a storm measures connecting itself)", c.Transport)
 	}
 	if c.FeedSymbols < 0 || c.FeedSymbols > feed.MaxSymbols {
 		return fmt.Errorf("-feed-symbols must be 0..%d, got %d", feed.MaxSymbols, c.FeedSymbols)

@@ -76,6 +76,9 @@ func (r *run) progress(quit <-chan struct{}) {
 			line := fmt.Sprintf("%6.1fs %-5s %s  clients %d/%d  msgs %s/s  p99 %.1f ms  failures %d",
 				now.Sub(start).Seconds(), phase, cfg.Transport, r.connected.Load(), cfg.Clients,
 				si(rate), float64(tmp.ValueAtQuantile(99))/1000, fails)
+			if cfg.Slow > 0 {
+				line += fmt.Sprintf("  stalled %d", r.slow.stalled.Load())
+			}
 			if cfg.Live {
 				fmt.Fprint(cfg.Progress, "\r\033[K"+line)
 			} else {

@@ -35,6 +35,9 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("loadgen %s %s  %d clients  %.1fs", r.Transport, r.URL, r.Clients, r.Duration)
+	if r.Warmup > 0 {
+		p(" after %.1fs warm-up", r.Warmup)
+	}
 	if len(r.Symbols) > 0 {
 		p("  symbols %s", strings.Join(r.Symbols, ","))
 	}
@@ -63,6 +66,12 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 		for _, k := range slices.Sorted(maps.Keys(r.FailureSamples)) {
 			p("  %-11s %s\n", k+":", r.FailureSamples[k])
 		}
+	}
+	if r.SlowClients > 0 {
+		sl := r.Slow
+		p("slow         %d of %d clients stalled on purpose (%d connected, then read nothing); latency, messages, delivery and bytes below are the other %d's\n",
+			r.SlowClients, r.Clients, sl.Stalled, r.Clients-r.SlowClients)
+		p("             read again at the end: %d dropped by the server, %d still open; %s backlog\n", sl.Dropped, sl.Open, bytesIEC(sl.BacklogBytes))
 	}
 	p("messages     %s received  %s/s  (%.2f/s per client)\n", group(r.Messages), si(r.MsgsPerSec), r.PerClient)
 	pct := func(name string, q result.Percentiles, note string) {

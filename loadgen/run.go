@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
@@ -18,6 +19,10 @@ import (
 	"github.com/pushbench/pushbench/loadgen/result"
 	"github.com/pushbench/pushbench/servers/feed"
 )
+
+// slowProbe bounds the final read of each stalled client (-slow), which
+// tells whether the server had dropped it.
+const slowProbe = 500 * time.Millisecond
 
 // Backoff after a failed connect or an unexpected disconnect. Failures are
 // counted, then the client tries again, so a short server hiccup costs some
@@ -47,6 +52,16 @@ type run struct {
 	dialers []*client.Dialer
 	shards  []*shard
 
+	// Stalled clients (-slow) dial with a small receive buffer and count
+	// their bytes apart; slow holds what became of them.
+	slowDialers  []*client.Dialer
+	slowCounters client.Counters
+	slow         struct{ stalled, dropped, open, backlog atomic.Int64 }
+
+	// recordFrom is when recording starts (Unix ns): ticks that arrive
+	// earlier are checked but not recorded (-warmup). 0: record all.
+	recordFrom atomic.Int64
+
 	connected     atomic.Int64
 	everConnected atomic.Int64 // clients that connected at least once
 	phase         atomic.Value // string for the progress line
@@ -60,6 +75,7 @@ type clientState struct {
 	chk   *check.Checker
 	shard *shard
 
+	slow        bool         // it stalls after connecting (-slow); set before the goroutines start
 	up          atomic.Bool  // connected now
 	churned     atomic.Bool  // the churner dropped it: reconnect at once
 	connectedAt atomic.Int64 // Unix ns of the first successful connect
@@ -102,6 +118,11 @@ func Run(ctx context.Context, cfg Config) (*result.Result, error) {
 	}
 	for _, ip := range ips {
 		r.dialers = append(r.dialers, client.NewDialer(ip, connectTimeout))
+	}
+	if cfg.Slow > 0 {
+		for _, d := range r.dialers {
+			r.slowDialers = append(r.slowDialers, d.WithSmallBuffers(SlowReceiveBuffer, SlowMSS))
+		}
 	}
 	r.shards = newShards(min(max(4, 4*runtime.GOMAXPROCS(0)), cfg.Clients))
 	r.phase.Store("starting")
@@ -159,24 +180,43 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 	states := make([]*clientState, cfg.Clients)
 	for i := range states {
 		sh := r.shardFor(i)
-		c, err := client.New(r.ccfg, r.dialerFor(i), &sh.counters)
+		d, counters, slow := r.dialerFor(i), &sh.counters, cfg.isSlow(i)
+		if slow {
+			d, counters = r.slowDialers[i%len(r.slowDialers)], &r.slowCounters
+		}
+		c, err := client.New(r.ccfg, d, counters)
 		if err != nil {
 			return nil, err
 		}
-		states[i] = &clientState{c: c, chk: check.New(r.book, r.filter), shard: sh}
+		states[i] = &clientState{c: c, chk: check.New(r.book, r.filter), shard: sh, slow: slow}
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	churnCtx, stopChurn := context.WithCancel(runCtx)
 	defer stopChurn()
+	// The others end after the drain; the stalled clients stay stalled
+	// until then, and are then read once more (slowWG waits for that)
+	// before the run closes them.
+	clientCtx, stopClients := context.WithCancel(runCtx)
+	defer stopClients()
+	stallCtx, stopStall := context.WithCancel(runCtx)
+	defer stopStall()
+	var slowWG sync.WaitGroup
+	if cfg.Warmup > 0 {
+		r.recordFrom.Store(math.MaxInt64) // until the warm-up ends
+	}
 	aux := newAux(r)
 	start, cpu0 := time.Now(), cpuTime()
 
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, cfg.Handshakes)
 	r.phase.Store("ramp")
-	wg.Go(func() { r.spawn(runCtx, states, sem, &wg) })
+	spawned := make(chan struct{})
+	wg.Go(func() {
+		defer close(spawned)
+		r.spawn(runCtx, clientCtx, stallCtx, states, sem, &wg, &slowWG)
+	})
 	if cfg.Churn > 0 {
 		wg.Go(func() { r.churn(churnCtx, states) })
 	}
@@ -184,7 +224,8 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 	// The measured window starts once the ramp is over and every client
 	// has connected (or ConnectTimeout after the ramp, when some cannot:
 	// their failures are counted), so that neither a slow ramp nor a slow
-	// connect storm dilutes the figures or ends the run before it began.
+	// connect storm dilutes the figures or ends the run before it began;
+	// and after the warm-up, if any.
 	winStart, winMsgs := start, int64(0)
 	rampTimer := time.NewTimer(cfg.Ramp)
 	defer rampTimer.Stop()
@@ -192,18 +233,36 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 	defer limit.Stop()
 	check := time.NewTicker(10 * time.Millisecond)
 	defer check.Stop()
-	var endC, settleC <-chan time.Time
-	rampOver, started := false, false
-	stopTimers := func() {}
-	defer func() { stopTimers() }()
+	var warmC, endC, settleC <-chan time.Time
+	rampOver, started, measuring := false, false, false
+	var timers []*time.Timer
+	defer func() {
+		for _, t := range timers {
+			t.Stop()
+		}
+	}()
+	measure := func() {
+		measuring = true
+		r.phase.Store("run")
+		winStart, winMsgs = time.Now(), r.messages()
+		if cfg.Warmup > 0 {
+			r.recordFrom.Store(winStart.UnixNano())
+		}
+		endT, settleT := time.NewTimer(cfg.Duration), time.NewTimer(cfg.Duration/2)
+		endC, settleC = endT.C, settleT.C
+		timers = append(timers, endT, settleT)
+	}
 	startWindow := func() {
 		started = true
 		check.Stop()
-		r.phase.Store("run")
-		winStart, winMsgs = time.Now(), r.messages()
-		endT, settleT := time.NewTimer(cfg.Duration), time.NewTimer(cfg.Duration/2)
-		endC, settleC = endT.C, settleT.C
-		stopTimers = func() { endT.Stop(); settleT.Stop() }
+		if cfg.Warmup <= 0 {
+			measure()
+			return
+		}
+		r.phase.Store("warm")
+		warmT := time.NewTimer(cfg.Warmup)
+		warmC = warmT.C
+		timers = append(timers, warmT)
 	}
 wait:
 	for {
@@ -218,6 +277,8 @@ wait:
 			if !started {
 				startWindow()
 			}
+		case <-warmC:
+			measure()
 		case <-settleC:
 			// Connecting leaves garbage (handshake buffers, headers); return
 			// it to the OS so that the RSS measured at the end is what the
@@ -241,6 +302,17 @@ wait:
 	r.phase.Store("drain")
 	r.drain(ctx, states, sched, h)
 
+	// Close the others first, so that the final read of the stalled
+	// clients adds nothing to their figures.
+	stopClients()
+	for _, st := range states {
+		if !st.slow {
+			_ = st.c.Close()
+		}
+	}
+	stopStall()
+	<-spawned // no stalled client starts any more
+	slowWG.Wait()
 	cancel()
 	for _, st := range states {
 		_ = st.c.Close()
@@ -255,6 +327,10 @@ wait:
 	res.Self.RSSBytes = rss
 	sched = r.schedule() // the drain saw more ticks
 	for _, st := range states {
+		if st.slow {
+			res.SlowClients++
+			continue
+		}
 		if at := st.connectedAt.Load(); !st.chk.Started() && at != 0 && sched.known() {
 			// Connected, never got a tick: owed whatever was scheduled after
 			// it connected (the server subscribed it before answering).
@@ -264,13 +340,25 @@ wait:
 		res.Counts.Reconnects += st.reconnects
 		res.Counts.Malformed += st.malformed
 	}
+	if res.SlowClients > 0 {
+		res.Slow = result.Slow{
+			Stalled: r.slow.stalled.Load(), Dropped: r.slow.dropped.Load(), Open: r.slow.open.Load(),
+			BacklogBytes: r.slow.backlog.Load(),
+			BytesSent:    r.slowCounters.Out.Load(), BytesReceived: r.slowCounters.In.Load(),
+		}
+	}
 	res.Messages, res.Duration = endMsgs-winMsgs, end.Sub(winStart).Seconds()
+	if measuring {
+		res.Warmup = cfg.Warmup.Seconds()
+	}
 	finishRates(res)
 	return res, nil
 }
 
-// spawn starts the client goroutines, spread evenly over the ramp.
-func (r *run) spawn(ctx context.Context, states []*clientState, sem chan struct{}, wg *sync.WaitGroup) {
+// spawn starts the client goroutines, spread evenly over the ramp, until
+// ctx ends: the others with clientCtx, the stalled clients in slowWG with
+// stallCtx.
+func (r *run) spawn(ctx, clientCtx, stallCtx context.Context, states []*clientState, sem chan struct{}, wg, slowWG *sync.WaitGroup) {
 	n := len(states)
 	start := time.Now()
 	t := time.NewTimer(0)
@@ -291,47 +379,23 @@ func (r *run) spawn(ctx context.Context, states []*clientState, sem chan struct{
 		if ctx.Err() != nil {
 			return
 		}
-		wg.Go(func() { r.runClient(ctx, st, sem) })
+		if st.slow {
+			slowWG.Go(func() { r.runSlow(ctx, stallCtx, st, sem) })
+			continue
+		}
+		wg.Go(func() { r.runClient(clientCtx, st, sem) })
 	}
 }
 
 // runClient connects, reads until the connection ends, and reconnects (with
 // resume) until the run ends.
 func (r *run) runClient(ctx context.Context, st *clientState, sem chan struct{}) {
-	var backoff time.Duration
-	for ctx.Err() == nil {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	for {
+		t0, ok := r.connect(ctx, st, sem)
+		if !ok {
 			return
 		}
-		t0 := time.Now()
-		err := st.c.Connect(ctx)
-		<-sem
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if !st.churned.Swap(false) {
-				st.shard.fail(client.Cause(err), err)
-			}
-			backoff = min(max(2*backoff, minBackoff), maxBackoff)
-			if !sleep(ctx, jitter(backoff)) {
-				return
-			}
-			continue
-		}
-		backoff = 0
-		now := time.Now()
-		st.shard.connected(now.Sub(t0))
-		if st.connectedAt.CompareAndSwap(0, now.UnixNano()) {
-			r.everConnected.Add(1)
-		} else {
-			st.reconnects++
-		}
-		st.up.Store(true)
-		r.connected.Add(1)
-		err = r.read(st, t0)
+		err := r.read(st, t0)
 		st.up.Store(false)
 		r.connected.Add(-1)
 		if ctx.Err() != nil {
@@ -351,6 +415,76 @@ func (r *run) runClient(ctx context.Context, st *clientState, sem chan struct{})
 	}
 }
 
+// connect connects st, counting failures and trying again after a backoff,
+// until it succeeds (true, with the time the attempt began) or ctx ends.
+func (r *run) connect(ctx context.Context, st *clientState, sem chan struct{}) (time.Time, bool) {
+	var backoff time.Duration
+	for ctx.Err() == nil {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return time.Time{}, false
+		}
+		t0 := time.Now()
+		err := st.c.Connect(ctx)
+		<-sem
+		if err != nil {
+			if ctx.Err() != nil {
+				return time.Time{}, false
+			}
+			if !st.churned.Swap(false) {
+				st.shard.fail(client.Cause(err), err)
+			}
+			backoff = min(max(2*backoff, minBackoff), maxBackoff)
+			if !sleep(ctx, jitter(backoff)) {
+				return time.Time{}, false
+			}
+			continue
+		}
+		now := time.Now()
+		st.shard.connected(now.Sub(t0))
+		if st.connectedAt.CompareAndSwap(0, now.UnixNano()) {
+			r.everConnected.Add(1)
+		} else {
+			st.reconnects++
+		}
+		st.up.Store(true)
+		r.connected.Add(1)
+		return t0, true
+	}
+	return time.Time{}, false
+}
+
+// runSlow connects a stalled client (-slow) like any other, then reads
+// nothing more until stallCtx ends (after the drain). It then reads the
+// connection once more, for up to slowProbe, to learn whether the server
+// had dropped it, and returns; the run closes it.
+func (r *run) runSlow(ctx, stallCtx context.Context, st *clientState, sem chan struct{}) {
+	if _, ok := r.connect(stallCtx, st, sem); !ok {
+		return
+	}
+	defer func() {
+		st.up.Store(false)
+		r.connected.Add(-1)
+	}()
+	r.slow.stalled.Add(1)
+	// A failed stall (a poll request that could not be sent) shows in
+	// the final read: the connection has ended.
+	_ = client.Stall(st.c)
+	<-stallCtx.Done()
+	if ctx.Err() != nil {
+		return // the run was cancelled: no time to look
+	}
+	n, ended, err := client.ReadRest(st.c, time.Now().Add(slowProbe))
+	r.slow.backlog.Add(n)
+	switch {
+	case ended:
+		r.slow.dropped.Add(1)
+	case client.Cause(err) == "timeout":
+		r.slow.open.Add(1)
+	}
+}
+
 // read consumes events until the connection ends.
 func (r *run) read(st *clientState, t0 time.Time) error {
 	for {
@@ -361,8 +495,10 @@ func (r *run) read(st *clientState, t0 time.Time) error {
 		switch ev.Kind {
 		case client.KindTick:
 			t := &ev.Tick
+			// The checker sees every tick; the histogram only those that
+			// arrived after the warm-up.
 			if st.chk.Tick(t.Seq, t.Sym, t.Price) {
-				st.shard.tick(t.Seq, t.TS, ev.RecvAt)
+				st.shard.tick(t.Seq, t.TS, ev.RecvAt, ev.RecvAt >= r.recordFrom.Load())
 			}
 			st.shard.messages.Add(1)
 			if !st.gotFirst {
@@ -397,7 +533,7 @@ func (r *run) churn(ctx context.Context, states []*clientState) {
 		for ; due >= 1; due-- {
 			for range 8 { // a few tries to find a connected client
 				st := states[rng.IntN(len(states))]
-				if st.up.Load() && !st.churned.Load() {
+				if !st.slow && st.up.Load() && !st.churned.Load() {
 					st.churned.Store(true)
 					st.c.Drop()
 					break
@@ -442,7 +578,7 @@ func (r *run) drain(ctx context.Context, states []*clientState, sched schedule, 
 		done := true
 		for _, st := range states {
 			at := st.connectedAt.Load()
-			if at == 0 {
+			if at == 0 || st.slow {
 				continue
 			}
 			if st.chk.Last() == 0 {
@@ -534,7 +670,7 @@ func (r *run) samples() map[string]string {
 func finishRates(res *result.Result) {
 	if res.Duration > 0 {
 		res.MsgsPerSec = float64(res.Messages) / res.Duration
-		res.PerClient = res.MsgsPerSec / float64(max(res.Clients, 1))
+		res.PerClient = res.MsgsPerSec / float64(max(res.Clients-res.SlowClients, 1))
 	}
 	if res.Counts.Received > 0 {
 		res.Bytes.PerTick = float64(res.Bytes.Received) / float64(res.Counts.Received)

@@ -78,7 +78,13 @@ func runAll(t *testing.T, cfgs []Config) []*result.Result {
 // 16 symbols (seed 1) at rate ticks/s, until the test ends.
 func startServer(t testing.TB, transport string, rate float64) string {
 	t.Helper()
-	srv, err := server.New(server.Config{Transport: transport, Feed: feed.Config{Seed: 1, Symbols: 16, Rate: rate, History: 4096}})
+	return startServerConfig(t, server.Config{Transport: transport, Feed: feed.Config{Seed: 1, Symbols: 16, Rate: rate, History: 4096}})
+}
+
+// startServerConfig runs this project's server with cfg until the test ends.
+func startServerConfig(t testing.TB, cfg server.Config) string {
+	t.Helper()
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,9 +366,13 @@ func TestFileLimit(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	ts := newFaultServer(t, faultNone, 100)
 	before := runtime.NumGoroutine()
-	for _, tr := range []string{"sse", "ws", "poll", "shortpoll", "storm-sse"} {
-		cfg := testConfig(t, tr, ts.URL)
+	for _, tr := range []string{"sse", "ws", "poll", "shortpoll", "storm-sse", "slow-ws"} {
+		slow := strings.HasPrefix(tr, "slow-")
+		cfg := testConfig(t, strings.TrimPrefix(tr, "slow-"), ts.URL)
 		cfg.Clients, cfg.Duration, cfg.Interval = 10, 300*time.Millisecond, 50*time.Millisecond
+		if slow {
+			cfg.Slow = 0.5 // stalled clients' goroutines and connections end too
+		}
 		mustRun(t, cfg)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -51,10 +51,14 @@ func (s *shard) record(h *hdrhistogram.Histogram, v int64) {
 	_ = h.RecordValue(v)
 }
 
-// tick records the latency of one delivered tick at recvAt (Unix ns).
-func (s *shard) tick(seq uint64, ts, recvAt int64) {
+// tick accounts one delivered tick that arrived at recvAt (Unix ns): it
+// teaches the schedule, and when record is set (not in the warm-up) its
+// latency goes into the histogram.
+func (s *shard) tick(seq uint64, ts, recvAt int64, record bool) {
 	s.mu.Lock()
-	s.record(s.lat, (recvAt-ts)/1000)
+	if record {
+		s.record(s.lat, (recvAt-ts)/1000)
+	}
 	s.sched.observe(seq, ts)
 	s.mu.Unlock()
 }

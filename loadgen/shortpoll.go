@@ -98,6 +98,14 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	aux := newAux(r)
 	start, cpu0 := time.Now(), cpuTime()
 	r.phase.Store("run")
+	if cfg.Warmup > 0 {
+		// The attack lasts Warmup + Duration; answers that end in the
+		// warm-up are checked but not recorded.
+		r.phase.Store("warm")
+		r.recordFrom.Store(start.Add(cfg.Warmup).UnixNano())
+		warmT := time.AfterFunc(cfg.Warmup, func() { r.phase.Store("run") })
+		defer warmT.Stop()
+	}
 	stopWatch := make(chan struct{})
 	watchDone := make(chan struct{})
 	go func() { // Ctrl-C ends the attack early
@@ -111,8 +119,9 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	pacer := vegeta.ConstantPacer{Freq: n, Per: cfg.Interval}
 	var ans client.PollAnswer
 	var total result.Counts // what no checker sees (malformed answers)
-	for res := range attacker.Attack(targeter, pacer, cfg.Duration, "shortpoll") {
-		r.pollResult(res, polls, &ans, &total)
+	var recorded int64      // ticks received after the warm-up
+	for res := range attacker.Attack(targeter, pacer, cfg.Warmup+cfg.Duration, "shortpoll") {
+		recorded += r.pollResult(res, polls, &ans, &total)
 	}
 	close(stopWatch)
 	<-watchDone
@@ -134,17 +143,22 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 		}
 		addCounts(&out.Counts, p.chk.Finish(h))
 	}
-	out.Messages = out.Counts.Received
+	out.Messages = recorded
+	if cfg.Warmup > 0 {
+		out.Warmup = cfg.Warmup.Seconds()
+		out.Duration = max(0, out.Duration-out.Warmup)
+	}
 	finishRates(out)
 	return out, nil
 }
 
-// pollResult accounts one short-poll answer.
-func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAnswer, total *result.Counts) {
+// pollResult accounts one short-poll answer and returns how many of its
+// ticks it recorded (none in the warm-up).
+func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAnswer, total *result.Counts) (recorded int64) {
 	_, frag, _ := strings.Cut(res.URL, "#")
 	id, err := strconv.Atoi(frag)
 	if err != nil || id < 0 || id >= len(polls) {
-		return
+		return 0
 	}
 	p := polls[id]
 	p.inflight.Store(false)
@@ -153,11 +167,11 @@ func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAn
 		if res.Code != 0 {
 			sh.fail("http_"+strconv.Itoa(int(res.Code)), errors.New(res.Error))
 		}
-		return // transport errors were counted by failRT
+		return 0 // transport errors were counted by failRT
 	}
 	if err := client.DecodePoll(res.Body, ans); err != nil {
 		total.Malformed++
-		return
+		return 0
 	}
 	p.ok = true
 	var reqCursor uint64
@@ -190,19 +204,24 @@ func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAn
 		p.chk.Gap(ans.Gap.From, ans.Gap.To)
 	}
 	recvAt := res.End().UnixNano()
+	record := recvAt >= r.recordFrom.Load()
 	for i := range ans.Ticks {
 		t := &ans.Ticks[i]
 		if stale && t.Seq <= cur-1 {
 			continue
 		}
 		if p.chk.Tick(t.Seq, t.Sym, t.Price) {
-			sh.tick(t.Seq, t.TS, recvAt)
+			sh.tick(t.Seq, t.TS, recvAt, record)
 		}
 		sh.messages.Add(1)
+		if record {
+			recorded++
+		}
 	}
 	if cur == 0 || ans.Cursor > cur-1 {
 		p.cursor.Store(ans.Cursor + 1)
 	}
+	return recorded
 }
 
 // failRT counts transport failures by cause (vegeta keeps only the error

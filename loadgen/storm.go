@@ -127,7 +127,7 @@ func (s *stormRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		case client.KindTick:
 			t := &ev.Tick
 			if chk.Tick(t.Seq, t.Sym, t.Price) {
-				sh.tick(t.Seq, t.TS, ev.RecvAt)
+				sh.tick(t.Seq, t.TS, ev.RecvAt, true)
 			}
 			sh.messages.Add(1)
 			if !got {

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -253,4 +254,57 @@ func (b *base) Close() error {
 // handshake blocked in a read ends with the run.
 func cutOnCancel(ctx context.Context, c net.Conn) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { _ = c.Close() })
+}
+
+// Stall leaves c's connection unread on purpose, right after Connect (a
+// slow consumer): the owner stops calling Next and reads nothing more. SSE
+// and WebSocket need nothing else, the server goes on writing into a
+// connection nobody reads; a long poll first sends its next request, whose
+// answer is then never read.
+func Stall(c Client) error {
+	if p, ok := c.(*Poll); ok {
+		return p.stall()
+	}
+	return nil
+}
+
+// ReadRest reads and discards what c's current connection still brings,
+// without parsing it, until the connection ends or deadline passes: after
+// Stall it tells what the server did with the stalled connection. It
+// returns the bytes read (also added to the client's counters) and ended,
+// which is true when the peer had ended the connection (EOF or reset); on
+// false, err says why reading stopped (a timeout: it was still open). Call
+// it from the goroutine that owns c, instead of Next.
+func ReadRest(c Client, deadline time.Time) (n int64, ended bool, err error) {
+	b, ok := c.(interface{ current() *Conn })
+	if !ok {
+		return 0, false, errors.New("client: not one of this package's clients")
+	}
+	conn := b.current()
+	if conn == nil {
+		return 0, false, fmt.Errorf("client: %w", net.ErrClosed)
+	}
+	// The raw connection: Conn.Read would move a rolling idle deadline.
+	raw := conn.Conn
+	if err := raw.SetReadDeadline(deadline); err != nil {
+		return 0, false, err
+	}
+	buf := make([]byte, 16<<10)
+	for {
+		k, err := raw.Read(buf)
+		if k > 0 {
+			n += int64(k)
+			conn.counters.In.Add(int64(k))
+		}
+		if err != nil {
+			return n, errors.Is(err, io.EOF) || Cause(err) == "reset", err
+		}
+	}
+}
+
+// current returns the connection Drop and Close would cut, or nil.
+func (b *base) current() *Conn {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.conn
 }

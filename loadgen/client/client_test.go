@@ -468,3 +468,75 @@ func TestCause(t *testing.T) {
 		}
 	}
 }
+
+// TestSmallBuffers checks that a stalling client's socket gets its small
+// receive buffer and MSS, and that ReadRest tells an ended connection from
+// an open one.
+func TestSmallBuffers(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	d := NewDialer(nil, time.Second).WithSmallBuffers(4096, 1460)
+	raw, err := d.DialContext(context.Background(), "tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	rc, err := raw.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rcv, mss int
+	var serr error
+	_ = rc.Control(func(fd uintptr) {
+		if rcv, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF); serr == nil {
+			mss, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG)
+		}
+	})
+	if serr != nil || rcv > 16<<10 || mss > 1460 {
+		t.Errorf("SO_RCVBUF %d, MSS %d (%v): want about 8 KiB (4 KiB doubled) and at most 1460", rcv, mss, serr)
+	}
+
+	// ReadRest: the peer sends a little, then still open (a timeout);
+	// then it closes (ended).
+	cfg := &Config{Transport: "sse", Base: &url.URL{Scheme: "http", Host: l.Addr().String()}}
+	if err := cfg.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(cfg, NewDialer(nil, time.Second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sse := c.(*SSE)
+	if _, err := sse.dial(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-accepted // the first dial's
+	peer := <-accepted
+	if _, err := peer.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	n, ended, err := ReadRest(c, time.Now().Add(100*time.Millisecond))
+	if n != 5 || ended || Cause(err) != "timeout" {
+		t.Errorf("open connection: read %d, ended %v, %v; want 5, false, a timeout", n, ended, err)
+	}
+	_, _ = peer.Write([]byte("bye"))
+	peer.Close()
+	n, ended, err = ReadRest(c, time.Now().Add(5*time.Second))
+	if n != 3 || !ended {
+		t.Errorf("closed connection: read %d, ended %v, %v; want 3, true", n, ended, err)
+	}
+}

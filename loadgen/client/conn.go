@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -101,6 +102,36 @@ func NewDialer(ip net.IP, timeout time.Duration) *Dialer {
 		d.d.LocalAddr = &net.TCPAddr{IP: ip}
 	}
 	return d
+}
+
+// WithSmallBuffers returns a copy of d whose connections stall early when
+// their reader stops (a slow consumer): before connecting it sets the
+// socket receive buffer to about rcvBuf bytes (SO_RCVBUF, so that the TCP
+// window stays that small; Linux doubles it for its bookkeeping) and
+// advertises an MSS of mss bytes (TCP_MAXSEG). The MSS matters as much: on
+// loopback (MSS 64 KiB) Linux sizes the server's send buffer for the
+// connection at about 4 MiB, which a stalled client at a few KiB/s would
+// take minutes to fill; with an Ethernet MSS (1460) it starts at about
+// 64 KiB, as towards a client across a real network. mss 0 leaves it.
+func (d *Dialer) WithSmallBuffers(rcvBuf, mss int) *Dialer {
+	c := *d
+	c.d.Control = func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvBuf)
+			if serr != nil {
+				serr = fmt.Errorf("set SO_RCVBUF: %w", serr)
+			} else if mss > 0 {
+				if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, mss); serr != nil {
+					serr = fmt.Errorf("set TCP_MAXSEG: %w", serr)
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+	return &c
 }
 
 // Source returns the source address, or nil.

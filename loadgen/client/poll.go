@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"time"
 )
@@ -65,29 +66,10 @@ func (p *Poll) Connect(ctx context.Context) error {
 // its answer into p.ans.
 func (p *Poll) poll(timeout time.Duration) error {
 	cfg, c := p.cfg, p.live
-	p.req = append(p.req[:0], "GET "...)
-	p.req = append(p.req, cfg.path...)
-	if p.hasCursor {
-		p.req = append(p.req, "&cursor="...)
-		p.req = strconv.AppendUint(p.req, p.cursor, 10)
-	}
-	p.req = append(p.req, "&timeout="...)
-	if timeout == 0 {
-		p.req = append(p.req, "0s"...)
-	} else {
-		p.req = append(p.req, cfg.pollWait...) // timeout == cfg.PollTimeout
-	}
-	p.req = append(p.req, " HTTP/1.1\r\nHost: "...)
-	p.req = append(p.req, cfg.hostHdr...)
-	p.req = append(p.req, "\r\nUser-Agent: pushbench-loadgen\r\nAccept: application/json\r\n\r\n"...)
 	now := time.Now()
-	if err := c.SetWriteDeadline(now.Add(cfg.ConnectTimeout)); err != nil {
+	if err := p.request(timeout); err != nil {
 		return err
 	}
-	if _, err := c.Write(p.req); err != nil {
-		return fmt.Errorf("poll: send request: %w", err)
-	}
-	p.counters.Requests.Add(1)
 	// The server may hold the request for the whole timeout.
 	if err := c.SetReadDeadline(now.Add(timeout + cfg.ConnectTimeout)); err != nil {
 		return err
@@ -113,6 +95,42 @@ func (p *Poll) poll(timeout time.Duration) error {
 	p.next, p.gap = 0, p.ans.HasGap
 	p.cursor, p.hasCursor = p.ans.Cursor, true
 	return nil
+}
+
+// request sends one GET /poll with the current cursor on p.live.
+func (p *Poll) request(timeout time.Duration) error {
+	cfg, c := p.cfg, p.live
+	p.req = append(p.req[:0], "GET "...)
+	p.req = append(p.req, cfg.path...)
+	if p.hasCursor {
+		p.req = append(p.req, "&cursor="...)
+		p.req = strconv.AppendUint(p.req, p.cursor, 10)
+	}
+	p.req = append(p.req, "&timeout="...)
+	if timeout == 0 {
+		p.req = append(p.req, "0s"...)
+	} else {
+		p.req = append(p.req, cfg.pollWait...) // timeout == cfg.PollTimeout
+	}
+	p.req = append(p.req, " HTTP/1.1\r\nHost: "...)
+	p.req = append(p.req, cfg.hostHdr...)
+	p.req = append(p.req, "\r\nUser-Agent: pushbench-loadgen\r\nAccept: application/json\r\n\r\n"...)
+	if err := c.SetWriteDeadline(time.Now().Add(cfg.ConnectTimeout)); err != nil {
+		return err
+	}
+	if _, err := c.Write(p.req); err != nil {
+		return fmt.Errorf("poll: send request: %w", err)
+	}
+	p.counters.Requests.Add(1)
+	return nil
+}
+
+// stall sends the next long poll and leaves its answer unread (see Stall).
+func (p *Poll) stall() error {
+	if p.live == nil {
+		return fmt.Errorf("poll: %w", net.ErrClosed)
+	}
+	return p.request(p.cfg.PollTimeout)
 }
 
 // readBody reads the whole body into p.body (reusing its storage).

@@ -101,6 +101,33 @@ type Self struct {
 	Warning  string  `json:"warning,omitempty"`
 }
 
+// Slow is what became of the clients that stalled on purpose (loadgen
+// -slow): each connected like the others, then read nothing more, so that
+// the socket buffers towards it filled up and the server had to cope (drop
+// it after its write timeout, or give it a gap). They are left out of every
+// other figure of the Result (latency, messages, counts, bytes): what they
+// miss is by design, not the server's fault.
+type Slow struct {
+	// Stalled counts the slow clients that connected and stalled (the
+	// others never connected: their attempts are in Result.Failures).
+	Stalled int64 `json:"stalled"`
+	// At the end of the run (after the drain) each stalled connection is
+	// read again, for up to half a second, without parsing. Dropped: it had
+	// ended, the server had closed (EOF) or reset it. Open: it had not, the
+	// server still held it. Dropped + Open < Stalled when reading failed
+	// otherwise.
+	Dropped int64 `json:"dropped"`
+	Open    int64 `json:"open"`
+	// BacklogBytes were read by that final read: what the server and both
+	// kernels still held for the stalled clients (and, for an open
+	// connection, what the server sent during that second).
+	BacklogBytes int64 `json:"backlog_bytes"`
+	// Bytes on the wire of the stalled clients (handshakes and requests,
+	// and the final read), kept out of Result.Bytes.
+	BytesSent     int64 `json:"bytes_sent"`
+	BytesReceived int64 `json:"bytes_received"`
+}
+
 // Result is one load-generator process's run, or a merge of several.
 type Result struct {
 	SchemaVersion int       `json:"schema_version"`
@@ -110,8 +137,16 @@ type Result struct {
 	Symbols       []string  `json:"symbols,omitempty"` // the subscription filter; empty means all
 	Start         time.Time `json:"start"`
 	Duration      float64   `json:"duration_s"` // measured wall time (streams: from when the ramp is over and every client connected, to the end; drain excluded)
+	// Warmup is the unrecorded time (s) before Duration (loadgen -warmup):
+	// ticks that arrived in it (or earlier, in the ramp) are not in the
+	// latency histogram nor in Messages, though the checker saw them.
+	Warmup float64 `json:"warmup_s,omitempty"`
+	// SlowClients of the Clients stalled on purpose (loadgen -slow); Slow
+	// says what became of them. Every other figure is the other clients'.
+	SlowClients int  `json:"slow_clients,omitempty"`
+	Slow        Slow `json:"slow,omitzero"`
 
-	Connected int64            `json:"connected"`          // clients connected at the end
+	Connected int64            `json:"connected"`          // clients connected at the end (stalled ones included: Slow says whether the server still held them)
 	Failures  map[string]int64 `json:"failures,omitempty"` // failed connections by cause: refused, reset, timeout, emfile, http_503, ...
 	Requests  int64            `json:"requests,omitempty"` // HTTP requests made (polling)
 	// FailureSamples holds one error message per failure cause.
@@ -122,9 +157,9 @@ type Result struct {
 	// FeedRate is the feed's rate in ticks/s as learned from the ticks' ts.
 	FeedRate float64 `json:"feed_rate,omitempty"`
 
-	Messages   int64   `json:"messages"`     // ticks received during Duration (Counts.Received counts the whole run)
-	MsgsPerSec float64 `json:"msgs_per_sec"` // Messages / Duration
-	PerClient  float64 `json:"msgs_per_sec_per_client"`
+	Messages   int64   `json:"messages"`                // ticks received during Duration (Counts.Received counts the whole run)
+	MsgsPerSec float64 `json:"msgs_per_sec"`            // Messages / Duration
+	PerClient  float64 `json:"msgs_per_sec_per_client"` // MsgsPerSec / (Clients - SlowClients)
 
 	Counts Counts `json:"counts"`
 	Bytes  Bytes  `json:"bytes"`
@@ -221,6 +256,14 @@ func Merge(rs ...*Result) (*Result, error) {
 		if r.Duration > out.Duration {
 			out.Duration = r.Duration
 		}
+		out.Warmup = max(out.Warmup, r.Warmup)
+		out.SlowClients += r.SlowClients
+		out.Slow.Stalled += r.Slow.Stalled
+		out.Slow.Dropped += r.Slow.Dropped
+		out.Slow.Open += r.Slow.Open
+		out.Slow.BacklogBytes += r.Slow.BacklogBytes
+		out.Slow.BytesSent += r.Slow.BytesSent
+		out.Slow.BytesReceived += r.Slow.BytesReceived
 		if r.Start.Before(out.Start) {
 			out.Start = r.Start
 		}
@@ -280,8 +323,8 @@ func Merge(rs ...*Result) (*Result, error) {
 	}
 	if out.Duration > 0 {
 		out.MsgsPerSec = float64(out.Messages) / out.Duration
-		if out.Clients > 0 {
-			out.PerClient = out.MsgsPerSec / float64(out.Clients)
+		if n := out.Clients - out.SlowClients; n > 0 {
+			out.PerClient = out.MsgsPerSec / float64(n)
 		}
 	}
 	if out.Counts.Received > 0 {
