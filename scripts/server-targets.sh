@@ -55,9 +55,12 @@ for tr in sse ws poll; do
   sleep 16
   rss=$(rss_kib "$server_pid")
   open=$(metric "$port" pushbench_connections_open)
+  # A poll client is counted open only while its request is held: divide by
+  # the clients the load generator keeps polling instead.
+  [ "$tr" = poll ] && open=$mem_clients
   gor=$(metric "$port" go_goroutines)
   wait "$lg" || true
-  echo "memory $tr: $open clients open, server RSS $((rss / 1024)) MiB, ($rss - $idle_rss) / $open = $(( (rss - idle_rss) / (open > 0 ? open : 1) )) KiB per client, goroutines $gor"
+  echo "memory $tr: $open clients, server RSS $((rss / 1024)) MiB, ($rss - $idle_rss) / $open = $(( (rss - idle_rss) / (open > 0 ? open : 1) )) KiB per client, goroutines $gor"
   stop_server
 done
 
