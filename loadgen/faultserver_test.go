@@ -47,6 +47,7 @@ type faultServer struct {
 
 	mu       sync.Mutex
 	pollKeys map[string]uint64 // poll connection -> its fault position
+	pollLast map[string]uint64 // poll connection -> the cursor it was last given
 	sources  map[string]int    // requests per client address
 
 	URL string
@@ -64,7 +65,7 @@ func newFaultServer(t testing.TB, fault string, rate float64) *faultServer {
 	fs := &faultServer{
 		fault: fault, period: time.Duration(float64(time.Second) / rate),
 		names: feed.SymbolNames(16), ticks: make([]feed.Tick, n+1),
-		start: time.Now(), stop: make(chan struct{}), pollKeys: map[string]uint64{}, sources: map[string]int{},
+		start: time.Now(), stop: make(chan struct{}), pollKeys: map[string]uint64{}, pollLast: map[string]uint64{}, sources: map[string]int{},
 	}
 	for i := 1; i <= n; i++ {
 		fs.ticks[i] = g.Next()
@@ -256,10 +257,23 @@ func (fs *faultServer) poll(w http.ResponseWriter, r *http.Request) {
 	}
 	fs.mu.Lock()
 	k, ok := fs.pollKeys[r.RemoteAddr]
+	if !ok && q.Get("cursor") != "" {
+		// A client that continues on a new connection (the old one was
+		// closed after an answer) keeps its fault position: find the
+		// connection that was last given this cursor, so that a reconnect
+		// does not plant a second fault.
+		for addr, last := range fs.pollLast {
+			if strconv.FormatUint(last, 10) == q.Get("cursor") {
+				k, ok = fs.pollKeys[addr], true
+				delete(fs.pollLast, addr)
+				break
+			}
+		}
+	}
 	if !ok {
 		k = fs.newest() + faultAt
-		fs.pollKeys[r.RemoteAddr] = k
 	}
+	fs.pollKeys[r.RemoteAddr] = k
 	fs.mu.Unlock()
 	cursor := fs.newest()
 	if c := q.Get("cursor"); c != "" {
@@ -305,6 +319,9 @@ func (fs *faultServer) poll(w http.ResponseWriter, r *http.Request) {
 		}
 		cancel()
 	}
+	fs.mu.Lock()
+	fs.pollLast[r.RemoteAddr] = next
+	fs.mu.Unlock()
 	b = strconv.AppendUint(b, next, 10)
 	b = append(append(append(b, `,"ticks":[`...), ticks...), ']')
 	b = append(append(b, gap...), "}\n"...)

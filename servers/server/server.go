@@ -2,10 +2,11 @@
 // transport handlers chosen by Config.Transport, /metrics, /healthz and the
 // demo page, an admission limit, and a graceful shutdown.
 //
-// Ownership: Run owns the feed's publisher goroutine. Each WebSocket
-// connection's goroutines are started through the server so that Shutdown
-// can wait for them; SSE streams and held polls live in net/http's handler
-// goroutines and end when Shutdown closes the stop channel.
+// Ownership: Run owns the feed's publisher goroutine. SSE and WebSocket
+// connections are taken over from net/http after the handshake; their
+// goroutines are started through the server so that Shutdown can wait for
+// them. Held polls live in net/http's handler goroutines and are answered
+// when Shutdown closes the stop channel.
 package server
 
 import (
@@ -119,7 +120,8 @@ func New(cfg Config) (*Server, error) {
 	serve := func(name string) bool { return cfg.Transport == name || cfg.Transport == "all" }
 	if serve("sse") {
 		s.mux.Handle("/sse", &sse.Handler{Feed: f, SymbolIndex: index, Retry: cfg.Retry, Heartbeat: cfg.Heartbeat,
-			WriteTimeout: cfg.WriteTimeout, Metrics: s.metrics.For(metrics.SSE), Admit: s.admit, Stop: s.stop, Ctx: ctx, Batches: batches})
+			WriteTimeout: cfg.WriteTimeout, Metrics: s.metrics.For(metrics.SSE), Admit: s.admit, Stop: s.stop, Ctx: ctx, Batches: batches,
+			Go: s.goConn})
 	}
 	if serve("ws") {
 		s.mux.Handle("/ws", &ws.Handler{Feed: f, SymbolIndex: index, Ping: cfg.Ping, WriteTimeout: cfg.WriteTimeout,

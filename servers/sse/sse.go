@@ -1,13 +1,19 @@
 // Package sse serves the feed as Server-Sent Events on net/http.
 //
-// The handler goroutine is the connection's only writer: it parses the
-// resume point, writes the retry hint, then runs the shared stream loop with
-// a Writer that writes each batch of pre-built event bytes and flushes once
-// through http.ResponseController, with a write deadline on every flush.
+// The handler parses the resume point and admits the client, then takes the
+// HTTP/1.1 connection over (hijacks it, as gorilla does for WebSocket) so
+// that net/http's goroutine and buffers are released, writes the response
+// head and the retry hint, and runs the shared stream loop in a goroutine of
+// its own, the connection's only writer: each batch of pre-built event bytes
+// goes out in one writev with a write deadline. A second goroutine reads, to
+// notice at once when the client leaves. Where the connection cannot be
+// hijacked (HTTP/2), the handler streams through http.ResponseController
+// instead: one write and one Flush per batch, with a write deadline.
 package sse
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -42,6 +48,9 @@ type Handler struct {
 	// Ctx bounds every stream (the server's lifetime).
 	Ctx     context.Context
 	Batches *sync.Pool
+	// Go starts a hijacked stream's goroutines so that the server can wait
+	// for them on shutdown; nil keeps every stream inside net/http.
+	Go func(func())
 }
 
 func badRequest(w http.ResponseWriter, err error) {
@@ -90,6 +99,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server at capacity: "+reason, http.StatusServiceUnavailable)
 		return
 	}
+	retry := "retry: " + strconv.FormatInt(h.Retry.Milliseconds(), 10) + "\n\n"
+	cfg := stream.Config{Ring: ring, Cursor: cursor, Filter: filter,
+		KeepAlive: h.Heartbeat, Metrics: h.Metrics, Batches: h.Batches}
+	if r.Method != http.MethodHead && r.ProtoMajor == 1 && h.Go != nil {
+		if h.serveHijacked(w, retry, cfg, release) {
+			return
+		}
+	}
 	defer release()
 	h.Metrics.Open.Inc()
 	defer h.Metrics.Open.Dec()
@@ -103,18 +120,128 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sw := &writer{w: w, rc: http.NewResponseController(w), timeout: h.WriteTimeout}
-	retry := "retry: " + strconv.FormatInt(h.Retry.Milliseconds(), 10) + "\n\n"
-	if n, err := sw.write([]byte(retry)); err != nil {
+	n, err := sw.write([]byte(retry))
+	h.Metrics.Bytes.Add(float64(n))
+	if err != nil {
 		h.Metrics.WriteErrors.Inc()
 		return
-	} else {
-		h.Metrics.Bytes.Add(float64(n))
 	}
-	ctx := r.Context()
-	_ = stream.Run(ctx, h.Stop, stream.Config{
-		Ring: ring, Cursor: cursor, Filter: filter,
-		KeepAlive: h.Heartbeat, Metrics: h.Metrics, Batches: h.Batches,
-	}, sw)
+	_ = stream.Run(r.Context(), h.Stop, cfg, sw)
+}
+
+// responseHead is the whole HTTP/1.1 response head of a hijacked stream. The
+// body is delimited by the connection's close (RFC 9112 §6.3), which every
+// EventSource accepts, so no chunk framing is needed either.
+const responseHead = "HTTP/1.1 200 OK\r\n" +
+	"Content-Type: text/event-stream\r\n" +
+	"Cache-Control: no-cache\r\n" +
+	"X-Accel-Buffering: no\r\n" +
+	"Connection: close\r\n\r\n"
+
+// serveHijacked takes the connection over from net/http, as gorilla does
+// for WebSocket, so that net/http's per-connection goroutine, its 4 KiB read
+// and write buffers and its chunk buffer are released: an idle stream then
+// costs a writer and a reader goroutine and the socket. It reports false
+// when the connection cannot be hijacked (the caller then streams through
+// the ResponseWriter).
+func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.Config, release func()) bool {
+	nc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	_ = brw // its buffers are dropped; a GET stream has no body to read
+	h.Metrics.Open.Inc()
+	hw := &hijacked{nc: nc, timeout: h.WriteTimeout}
+	ctx, cancel := context.WithCancel(h.Ctx)
+	readerDone := make(chan struct{})
+	h.Go(func() { // the reader notices at once when the client goes away
+		defer close(readerDone)
+		defer cancel()
+		var buf [64]byte
+		for {
+			if _, err := nc.Read(buf[:]); err != nil {
+				return
+			}
+		}
+	})
+	h.Go(func() {
+		defer release()
+		defer h.Metrics.Open.Dec()
+		defer func() {
+			cancel()
+			nc.Close()
+			<-readerDone
+		}()
+		n, err := hw.write([]byte(responseHead + retry))
+		h.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
+		if err != nil {
+			h.Metrics.WriteErrors.Inc()
+			return
+		}
+		_ = stream.Run(ctx, h.Stop, cfg, hw)
+	})
+	return true
+}
+
+// hijacked writes SSE bytes straight to the socket: each batch of pre-built
+// events goes out in one writev under a write deadline.
+type hijacked struct {
+	nc      net.Conn
+	timeout time.Duration
+	iovecs  net.Buffers
+	gapBuf  []byte
+}
+
+var _ stream.Writer = (*hijacked)(nil)
+
+func (hw *hijacked) deadline() error {
+	if hw.timeout <= 0 {
+		return nil
+	}
+	return hw.nc.SetWriteDeadline(time.Now().Add(hw.timeout))
+}
+
+func (hw *hijacked) write(b []byte) (int, error) {
+	if err := hw.deadline(); err != nil {
+		return 0, err
+	}
+	return hw.nc.Write(b)
+}
+
+func (hw *hijacked) WriteFrames(frames []*feed.Frame) (int, error) {
+	if err := hw.deadline(); err != nil {
+		return 0, err
+	}
+	if len(frames) == 1 {
+		return hw.nc.Write(frames[0].SSE)
+	}
+	bufs := hw.iovecs[:0]
+	for _, f := range frames {
+		bufs = append(bufs, f.SSE)
+	}
+	pending := bufs // WriteTo advances its receiver
+	n, err := pending.WriteTo(hw.nc)
+	clear(bufs)
+	hw.iovecs = bufs[:0]
+	if cap(hw.iovecs) > 16 { // keep an idle stream small
+		hw.iovecs = nil
+	}
+	return int(n), err
+}
+
+func (hw *hijacked) WriteGap(g feed.Gap) (int, error) {
+	hw.gapBuf = appendGap(hw.gapBuf[:0], g)
+	return hw.write(hw.gapBuf)
+}
+
+func (hw *hijacked) KeepAlive() (int, error) { return hw.write([]byte(heartbeat)) }
+
+func appendGap(b []byte, g feed.Gap) []byte {
+	b = append(b, "event: gap\ndata: {\"from\":"...)
+	b = strconv.AppendUint(b, g.From, 10)
+	b = append(b, `,"to":`...)
+	b = strconv.AppendUint(b, g.To, 10)
+	return append(b, "}\n\n"...)
 }
 
 // writer writes SSE bytes through net/http and flushes once per call.
@@ -161,13 +288,8 @@ func (sw *writer) WriteFrames(frames []*feed.Frame) (int, error) {
 }
 
 func (sw *writer) WriteGap(g feed.Gap) (int, error) {
-	b := append(sw.gapBuf[:0], "event: gap\ndata: {\"from\":"...)
-	b = strconv.AppendUint(b, g.From, 10)
-	b = append(b, `,"to":`...)
-	b = strconv.AppendUint(b, g.To, 10)
-	b = append(b, "}\n\n"...)
-	sw.gapBuf = b
-	return sw.write(b)
+	sw.gapBuf = appendGap(sw.gapBuf[:0], g)
+	return sw.write(sw.gapBuf)
 }
 
 // heartbeat is an SSE comment: EventSource ignores it, proxies see traffic.
