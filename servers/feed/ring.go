@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -12,6 +13,15 @@ const DefaultHistory = 4096
 type Gap struct {
 	From uint64 `json:"from"`
 	To   uint64 `json:"to"`
+}
+
+// AppendGapJSON appends the gap as every transport sends it: {"from":F,"to":T}.
+func AppendGapJSON(dst []byte, g Gap) []byte {
+	dst = append(dst, `{"from":`...)
+	dst = strconv.AppendUint(dst, g.From, 10)
+	dst = append(dst, `,"to":`...)
+	dst = strconv.AppendUint(dst, g.To, 10)
+	return append(dst, '}')
 }
 
 // Filter selects symbols by index; the nil Filter selects all.

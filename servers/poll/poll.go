@@ -180,11 +180,7 @@ func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.F
 	}
 	b = append(b, ']')
 	if gap != nil {
-		b = append(b, `,"gap":{"from":`...)
-		b = strconv.AppendUint(b, gap.From, 10)
-		b = append(b, `,"to":`...)
-		b = strconv.AppendUint(b, gap.To, 10)
-		b = append(b, '}')
+		b = feed.AppendGapJSON(append(b, `,"gap":`...), *gap)
 		h.Metrics.Gaps.Inc()
 	}
 	b = append(b, "}\n"...)

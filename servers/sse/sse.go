@@ -6,9 +6,8 @@
 // head and the retry hint, and runs the shared stream loop in a goroutine of
 // its own, the connection's only writer: each batch of pre-built event bytes
 // goes out in one writev with a write deadline. A second goroutine reads, to
-// notice at once when the client leaves. Where the connection cannot be
-// hijacked (HTTP/2), the handler streams through http.ResponseController
-// instead: one write and one Flush per batch, with a write deadline.
+// notice at once when the client leaves. The server speaks HTTP/1.1 only;
+// a connection that cannot be taken over (HTTP/2) gets 505.
 package sse
 
 import (
@@ -48,9 +47,11 @@ type Handler struct {
 	// Ctx bounds every stream (the server's lifetime).
 	Ctx     context.Context
 	Batches *sync.Pool
-	// Go starts a hijacked stream's goroutines so that the server can wait
-	// for them on shutdown; nil keeps every stream inside net/http.
+	// Go starts a stream's goroutines so that the server can wait for them
+	// on shutdown.
 	Go func(func())
+
+	iovecs sync.Pool // *net.Buffers for stream.Writev
 }
 
 func badRequest(w http.ResponseWriter, err error) {
@@ -99,34 +100,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server at capacity: "+reason, http.StatusServiceUnavailable)
 		return
 	}
+	if r.Method == http.MethodHead {
+		release()
+		hdr := w.Header()
+		hdr.Set("Content-Type", "text/event-stream")
+		hdr.Set("Cache-Control", "no-cache")
+		hdr.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	retry := "retry: " + strconv.FormatInt(h.Retry.Milliseconds(), 10) + "\n\n"
 	cfg := stream.Config{Ring: ring, Cursor: cursor, Filter: filter,
 		KeepAlive: h.Heartbeat, Metrics: h.Metrics, Batches: h.Batches}
-	if r.Method != http.MethodHead && r.ProtoMajor == 1 && h.Go != nil {
-		if h.serveHijacked(w, retry, cfg, release) {
-			return
-		}
+	if !h.serveHijacked(w, retry, cfg, release) {
+		release()
+		http.Error(w, "event streams are served over HTTP/1.1 only", http.StatusHTTPVersionNotSupported)
 	}
-	defer release()
-	h.Metrics.Open.Inc()
-	defer h.Metrics.Open.Dec()
-
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
-	sw := &writer{w: w, rc: http.NewResponseController(w), timeout: h.WriteTimeout}
-	n, err := sw.write([]byte(retry))
-	h.Metrics.Bytes.Add(float64(n))
-	if err != nil {
-		h.Metrics.WriteErrors.Inc()
-		return
-	}
-	_ = stream.Run(r.Context(), h.Stop, cfg, sw)
 }
 
 // responseHead is the whole HTTP/1.1 response head of a hijacked stream. The
@@ -142,8 +131,7 @@ const responseHead = "HTTP/1.1 200 OK\r\n" +
 // for WebSocket, so that net/http's per-connection goroutine, its 4 KiB read
 // and write buffers and its chunk buffer are released: an idle stream then
 // costs a writer and a reader goroutine and the socket. It reports false
-// when the connection cannot be hijacked (the caller then streams through
-// the ResponseWriter).
+// when the connection cannot be hijacked (HTTP/2).
 func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.Config, release func()) bool {
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -151,7 +139,7 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 	}
 	_ = brw // its buffers are dropped; a GET stream has no body to read
 	h.Metrics.Open.Inc()
-	hw := &hijacked{nc: nc, timeout: h.WriteTimeout}
+	hw := &hijacked{nc: nc, timeout: h.WriteTimeout, iovecs: &h.iovecs}
 	ctx, cancel := context.WithCancel(h.Ctx)
 	readerDone := make(chan struct{})
 	h.Go(func() { // the reader notices at once when the client goes away
@@ -188,7 +176,7 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 type hijacked struct {
 	nc      net.Conn
 	timeout time.Duration
-	iovecs  net.Buffers
+	iovecs  *sync.Pool // *net.Buffers, shared by the handler's streams
 	gapBuf  []byte
 }
 
@@ -212,87 +200,22 @@ func (hw *hijacked) WriteFrames(frames []*feed.Frame) (int, error) {
 	if err := hw.deadline(); err != nil {
 		return 0, err
 	}
-	if len(frames) == 1 {
-		return hw.nc.Write(frames[0].SSE)
-	}
-	bufs := hw.iovecs[:0]
-	for _, f := range frames {
-		bufs = append(bufs, f.SSE)
-	}
-	pending := bufs // WriteTo advances its receiver
-	n, err := pending.WriteTo(hw.nc)
-	clear(bufs)
-	hw.iovecs = bufs[:0]
-	if cap(hw.iovecs) > 16 { // keep an idle stream small
-		hw.iovecs = nil
-	}
-	return int(n), err
+	return stream.Writev(hw.nc, hw.iovecs, frames, sseEvent)
 }
+
+func sseEvent(f *feed.Frame) []byte { return f.SSE }
 
 func (hw *hijacked) WriteGap(g feed.Gap) (int, error) {
 	hw.gapBuf = appendGap(hw.gapBuf[:0], g)
 	return hw.write(hw.gapBuf)
 }
 
-func (hw *hijacked) KeepAlive() (int, error) { return hw.write([]byte(heartbeat)) }
-
-func appendGap(b []byte, g feed.Gap) []byte {
-	b = append(b, "event: gap\ndata: {\"from\":"...)
-	b = strconv.AppendUint(b, g.From, 10)
-	b = append(b, `,"to":`...)
-	b = strconv.AppendUint(b, g.To, 10)
-	return append(b, "}\n\n"...)
-}
-
-// writer writes SSE bytes through net/http and flushes once per call.
-type writer struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	gapBuf  []byte
-}
-
-var _ stream.Writer = (*writer)(nil)
-
-func (sw *writer) deadline() error {
-	if sw.timeout <= 0 {
-		return nil
-	}
-	return sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
-}
-
-func (sw *writer) write(b []byte) (int, error) {
-	if err := sw.deadline(); err != nil {
-		return 0, err
-	}
-	n, err := sw.w.Write(b)
-	if err != nil {
-		return n, err
-	}
-	return n, sw.rc.Flush()
-}
-
-func (sw *writer) WriteFrames(frames []*feed.Frame) (int, error) {
-	if err := sw.deadline(); err != nil {
-		return 0, err
-	}
-	total := 0
-	for _, f := range frames {
-		n, err := sw.w.Write(f.SSE)
-		total += n
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, sw.rc.Flush()
-}
-
-func (sw *writer) WriteGap(g feed.Gap) (int, error) {
-	sw.gapBuf = appendGap(sw.gapBuf[:0], g)
-	return sw.write(sw.gapBuf)
-}
-
 // heartbeat is an SSE comment: EventSource ignores it, proxies see traffic.
 const heartbeat = ": ping\n\n"
 
-func (sw *writer) KeepAlive() (int, error) { return sw.write([]byte(heartbeat)) }
+func (hw *hijacked) KeepAlive() (int, error) { return hw.write([]byte(heartbeat)) }
+
+func appendGap(b []byte, g feed.Gap) []byte {
+	b = feed.AppendGapJSON(append(b, "event: gap\ndata: "...), g)
+	return append(b, "\n\n"...)
+}

@@ -14,6 +14,8 @@ package stream
 
 import (
 	"context"
+	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -140,4 +142,24 @@ func drain(cfg Config, cursor *uint64, maxBatch int, w Writer) (int, error) {
 		}
 	}
 	return writes, nil
+}
+
+// Writev writes wire(f) for every frame of the batch with one writev. The
+// slice of slices is borrowed from iovecs (a zero sync.Pool will do), so that
+// an idle connection holds none. The caller sets the write deadline.
+func Writev(w io.Writer, iovecs *sync.Pool, frames []*feed.Frame, wire func(*feed.Frame) []byte) (int, error) {
+	bp, _ := iovecs.Get().(*net.Buffers)
+	if bp == nil {
+		bp = new(net.Buffers)
+	}
+	bufs := (*bp)[:0]
+	for _, f := range frames {
+		bufs = append(bufs, wire(f))
+	}
+	pending := bufs // WriteTo advances its receiver; keep bufs for reuse
+	n, err := pending.WriteTo(w)
+	clear(bufs) // pin no frames in the pool
+	*bp = bufs[:0]
+	iovecs.Put(bp)
+	return int(n), err
 }

@@ -23,7 +23,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,7 +67,7 @@ type Handler struct {
 
 	once     sync.Once
 	upgrader websocket.Upgrader
-	iovecs   sync.Pool // *net.Buffers for WriteFrames
+	iovecs   sync.Pool // *net.Buffers for stream.Writev
 }
 
 func (h *Handler) init() {
@@ -227,32 +226,17 @@ func (cn *conn) WriteFrames(frames []*feed.Frame) (int, error) {
 			return 0, err
 		}
 	}
-	// The slice of slices is borrowed, so that an idle connection holds none.
-	bp, _ := cn.h.iovecs.Get().(*net.Buffers)
-	if bp == nil {
-		bp = new(net.Buffers)
-	}
-	bufs := (*bp)[:0]
-	for _, f := range frames {
-		bufs = append(bufs, f.WS)
-	}
-	pending := bufs // WriteTo advances its receiver; keep bufs for reuse
-	n, err := pending.WriteTo(cn.nc)
-	clear(bufs)
-	*bp = bufs[:0]
-	cn.h.iovecs.Put(bp)
-	return int(n), err
+	return stream.Writev(cn.nc, &cn.h.iovecs, frames, wsFrame)
 }
+
+func wsFrame(f *feed.Frame) []byte { return f.WS }
 
 func (cn *conn) WriteGap(g feed.Gap) (int, error) {
 	if err := cn.deadline(); err != nil {
 		return 0, err
 	}
-	b := append(cn.gapBuf[:0], `{"gap":{"from":`...)
-	b = strconv.AppendUint(b, g.From, 10)
-	b = append(b, `,"to":`...)
-	b = strconv.AppendUint(b, g.To, 10)
-	b = append(b, "}}"...)
+	b := feed.AppendGapJSON(append(cn.gapBuf[:0], `{"gap":`...), g)
+	b = append(b, '}')
 	cn.gapBuf = b
 	if err := cn.c.WriteMessage(websocket.TextMessage, b); err != nil {
 		return 0, err
