@@ -540,3 +540,36 @@ func TestSmallBuffers(t *testing.T) {
 		t.Errorf("closed connection: read %d, ended %v, %v; want 3, true", n, ended, err)
 	}
 }
+
+// TestPollClientFirstAnswerWithTicks: a poll without a cursor means "from
+// now", and a tick published just after the server read "now" can be in the
+// first answer, with the cursor after it. The subscription must start before
+// that tick, or the checker would count it as a duplicate.
+func TestPollClientFirstAnswerWithTicks(t *testing.T) {
+	fr := frames(t, 2)
+	first := `{"cursor":2,"ticks":[` + string(fr[0].JSON) + `,` + string(fr[1].JSON) + `]}`
+	mk := func() net.Conn {
+		return &scriptConn{respond: func(string) []byte { return pollResponse(first, "") }}
+	}
+	c, _ := New(prepared(t, "poll"), fakeDialer(mk), new(Counters))
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []string
+	for len(got) < 3 {
+		ev, err := c.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Kind {
+		case KindStart:
+			got = append(got, fmt.Sprint("start ", ev.Seq))
+		case KindTick:
+			got = append(got, fmt.Sprint("tick ", ev.Tick.Seq))
+		}
+	}
+	if fmt.Sprint(got) != "[start 0 tick 1 tick 2]" {
+		t.Errorf("events %q, want the start before the first tick", got)
+	}
+}

@@ -26,7 +26,8 @@ type Poll struct {
 	ans       PollAnswer
 	next      int // next tick of ans to hand out
 	gap       bool
-	start     bool // a KindStart is due
+	start     bool   // a KindStart is due
+	startSeq  uint64 // the seq the subscription starts after
 	cursor    uint64
 	hasCursor bool
 	ev        Event
@@ -58,7 +59,16 @@ func (p *Poll) Connect(ctx context.Context) error {
 		p.live = nil
 		return err
 	}
-	p.start = true
+	// "From now" is the newest seq when the server read the request; a tick
+	// published a moment later may already be in this first answer, with the
+	// cursor after it. The subscription starts before the first tick it got.
+	p.start, p.startSeq = true, p.cursor
+	if len(p.ans.Ticks) > 0 {
+		p.startSeq = min(p.startSeq, p.ans.Ticks[0].Seq-1)
+	}
+	if p.ans.HasGap {
+		p.startSeq = min(p.startSeq, p.ans.Gap.From-1)
+	}
 	return nil
 }
 
@@ -164,7 +174,7 @@ func (p *Poll) Next() (*Event, error) {
 		switch {
 		case p.start:
 			p.start = false
-			ev.Kind, ev.Seq = KindStart, p.cursor
+			ev.Kind, ev.Seq = KindStart, p.startSeq
 			return ev, nil
 		case p.gap:
 			p.gap = false
