@@ -156,8 +156,11 @@ func Writev(w io.Writer, iovecs *sync.Pool, frames []*feed.Frame, wire func(*fee
 	for _, f := range frames {
 		bufs = append(bufs, wire(f))
 	}
-	pending := bufs // WriteTo advances its receiver; keep bufs for reuse
-	n, err := pending.WriteTo(w)
+	// WriteTo advances its receiver: write through the pooled pointer (a
+	// local's address would escape, one allocation per batch) and keep the
+	// full slice to reuse.
+	*bp = bufs
+	n, err := bp.WriteTo(w)
 	clear(bufs) // pin no frames in the pool
 	*bp = bufs[:0]
 	iovecs.Put(bp)
