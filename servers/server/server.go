@@ -90,7 +90,9 @@ type Server struct {
 	cancel   context.CancelFunc
 	stop     chan struct{}
 	stopOnce sync.Once
-	conns    sync.WaitGroup // WebSocket goroutines
+	conns    sync.WaitGroup // goroutines of taken-over (SSE, WS) connections
+	connsMu  sync.Mutex     // orders conns.Add before Shutdown's Wait
+	draining bool           // Shutdown began: goConn refuses
 	open     atomic.Int64   // admitted clients
 	started  atomic.Bool
 }
@@ -197,12 +199,21 @@ func (s *Server) admit() (release func(), reason string, ok bool) {
 // Open is the number of clients admitted now.
 func (s *Server) Open() int64 { return s.open.Load() }
 
-func (s *Server) goConn(fn func()) {
+// goConn runs a taken-over connection's goroutine, which Shutdown waits
+// for; it reports false, running nothing, once Shutdown has begun (a
+// WaitGroup must not grow while it is waited on).
+func (s *Server) goConn(fn func()) bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.draining {
+		return false
+	}
 	s.conns.Add(1)
 	go func() {
 		defer s.conns.Done()
 		fn()
 	}()
+	return true
 }
 
 // Shutdown stops the feed and ends every stream: SSE streams end, WebSocket
@@ -213,6 +224,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.cancel()
 		close(s.stop)
+		s.connsMu.Lock()
+		s.draining = true
+		s.connsMu.Unlock()
 	})
 	done := make(chan struct{})
 	go func() {

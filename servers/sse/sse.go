@@ -47,9 +47,9 @@ type Handler struct {
 	// Ctx bounds every stream (the server's lifetime).
 	Ctx     context.Context
 	Batches *sync.Pool
-	// Go starts a stream's goroutines so that the server can wait for them
-	// on shutdown.
-	Go func(func())
+	// Go starts a stream's goroutine so that the server can wait for it on
+	// shutdown; false means the server is shutting down.
+	Go func(func()) bool
 
 	iovecs sync.Pool // *net.Buffers for stream.Writev
 }
@@ -142,23 +142,23 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 	hw := &hijacked{nc: nc, timeout: h.WriteTimeout, iovecs: &h.iovecs}
 	ctx, cancel := context.WithCancel(h.Ctx)
 	readerDone := make(chan struct{})
-	h.Go(func() { // the reader notices at once when the client goes away
-		defer close(readerDone)
-		defer cancel()
-		var buf [64]byte
-		for {
-			if _, err := nc.Read(buf[:]); err != nil {
-				return
-			}
-		}
-	})
-	h.Go(func() {
+	started := h.Go(func() { // the writer, which owns the reader's lifetime
 		defer release()
 		defer h.Metrics.Open.Dec()
 		defer func() {
 			cancel()
 			nc.Close()
 			<-readerDone
+		}()
+		go func() { // the reader notices at once when the client goes away
+			defer close(readerDone)
+			defer cancel()
+			var buf [64]byte
+			for {
+				if _, err := nc.Read(buf[:]); err != nil {
+					return
+				}
+			}
 		}()
 		n, err := hw.write([]byte(responseHead + retry))
 		h.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
@@ -168,6 +168,12 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 		}
 		_ = stream.Run(ctx, h.Stop, cfg, hw)
 	})
+	if !started { // shutting down: the stream ends before it began
+		cancel()
+		nc.Close()
+		h.Metrics.Open.Dec()
+		release()
+	}
 	return true
 }
 

@@ -61,9 +61,9 @@ type Handler struct {
 	Stop        <-chan struct{}
 	Ctx         context.Context
 	Batches     *sync.Pool
-	// Go starts the connection's goroutines so that the server can wait for
-	// them on shutdown.
-	Go func(func())
+	// Go starts the connection's goroutine so that the server can wait for
+	// it on shutdown; false means the server is shutting down.
+	Go func(func()) bool
 
 	once     sync.Once
 	upgrader websocket.Upgrader
@@ -143,17 +143,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Metrics.Open.Inc()
 	conn := &conn{h: h, c: c, nc: c.NetConn(), readerDone: make(chan struct{})}
 	ctx, cancel := context.WithCancel(h.Ctx)
-	h.Go(func() {
-		defer cancel()
-		conn.read()
-	})
-	h.Go(func() {
+	started := h.Go(func() { // the writer, which owns the reader's lifetime
 		defer release()
 		defer h.Metrics.Open.Dec()
 		defer cancel()
+		go func() {
+			defer cancel()
+			conn.read()
+		}()
 		conn.write(ctx, stream.Config{Ring: ring, Cursor: cursor, Filter: filter,
 			KeepAlive: h.Ping, Always: true, Metrics: h.Metrics, Batches: h.Batches})
+		<-conn.readerDone // write closed the connection: the reader returns
 	})
+	if !started { // shutting down
+		cancel()
+		c.Close()
+		h.Metrics.Open.Dec()
+		release()
+	}
 }
 
 // conn is one WebSocket client.
