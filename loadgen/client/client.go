@@ -11,10 +11,13 @@
 // Concurrency: one goroutine owns a client and calls Connect and Next. Drop
 // and Close may be called from any goroutine: Drop cuts the current
 // connection (the owner's Next then fails and it may Connect again), Close
-// cuts it for good.
+// cuts it for good. Instead of calling Next, the owner may hand the
+// connection to a Loop after Connect (Loop.Serve, see loop.go): a few
+// worker goroutines then read many clients' sockets.
 package client
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -101,6 +104,22 @@ type Config struct {
 	// writes control frames (pong, close), which gorilla frames without the
 	// write buffer, so no client should hold 4 KiB for it.
 	wsPool *sync.Pool
+	// brPool lends the handshake's read buffer to clients that hand their
+	// connection to a Loop, which needs it no longer.
+	brPool *sync.Pool
+	// Handoff: the clients will be served by a Loop after Connect. A
+	// WebSocket handshake then reads no byte past the response head, so
+	// that nothing the loop needs stays in gorilla's buffer.
+	Handoff bool
+}
+
+// reader returns a handshake read buffer on c, from the pool if it has one.
+func (c *Config) reader(r io.Reader) *bufio.Reader {
+	if v, ok := c.brPool.Get().(*bufio.Reader); ok {
+		v.Reset(r)
+		return v
+	}
+	return bufio.NewReaderSize(r, connBuffer)
 }
 
 // Prepare checks the configuration and precomputes what every request
@@ -133,7 +152,7 @@ func (c *Config) Prepare() error {
 	if c.MaxEvent <= 0 {
 		c.MaxEvent = DefaultMaxEvent
 	}
-	c.wsPool = &sync.Pool{}
+	c.wsPool, c.brPool = &sync.Pool{}, &sync.Pool{}
 	c.pollWait = c.PollTimeout.String()
 	c.hostHdr = c.Base.Host
 	c.hostport = c.Base.Host
@@ -206,8 +225,11 @@ type base struct {
 
 	mu     sync.Mutex
 	conn   *Conn
+	lc     *loopConn // the connection while a Loop serves it
 	closed bool
 }
+
+func (b *base) loopBase() *base { return b }
 
 // dial opens a connection and registers it so that Drop and Close can cut
 // it, even during the handshake.
@@ -237,6 +259,7 @@ func (b *base) Drop() {
 	if b.conn != nil {
 		_ = b.conn.Close()
 	}
+	b.cutLoop(false)
 }
 
 // Close closes the current connection and refuses new ones.
@@ -247,6 +270,7 @@ func (b *base) Close() error {
 	if b.conn != nil {
 		_ = b.conn.Close()
 	}
+	b.cutLoop(true)
 	return nil
 }
 

@@ -2,8 +2,11 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -35,6 +38,11 @@ type Conn struct {
 	lastRead int64 // Unix ns
 	idle     int64 // ns; 0: the owner manages deadlines itself
 	setAt    int64 // Unix ns when the rolling deadline was last moved
+
+	// headOnly: reads stop at the end of the HTTP response head (see
+	// readHead); midLine tracks where the head's scan is.
+	headOnly bool
+	midLine  bool
 }
 
 // NewConn wraps c; counters may be nil.
@@ -53,7 +61,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if c.headOnly {
+		n, err = c.readHead(p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	c.lastRead = time.Now().UnixNano()
 	if n > 0 {
 		c.counters.In.Add(int64(n))
@@ -153,4 +167,54 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return c, nil
+}
+
+// readHead reads no byte past the blank line that ends an HTTP response
+// head: it peeks at what the socket holds (MSG_PEEK), then reads up to the
+// end of the head. A WebSocket handshake through gorilla reads with a
+// buffer of its own, and the frames a server sends right after its 101
+// (a resumed stream's backlog) would stay in it, out of reach of the Loop
+// that takes the socket over; this way they stay in the socket. Without a
+// socket (tests) it reads normally.
+func (c *Conn) readHead(p []byte) (int, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok || len(p) == 0 {
+		return c.Conn.Read(p)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var perr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, perr = syscall.Recvfrom(int(fd), p, syscall.MSG_PEEK)
+		return !errors.Is(perr, syscall.EAGAIN)
+	}); err != nil {
+		return 0, err
+	}
+	if perr != nil {
+		return 0, os.NewSyscallError("recvfrom", perr)
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	k := n
+	for i, b := range p[:n] {
+		switch b {
+		case '\n':
+			if !c.midLine { // a blank line: the head ends here
+				k = i + 1
+				c.headOnly = false
+			}
+			c.midLine = false
+		case '\r':
+		default:
+			c.midLine = true
+		}
+		if !c.headOnly {
+			break
+		}
+	}
+	return c.Conn.Read(p[:k])
 }

@@ -24,7 +24,8 @@ const (
 // the body with Read until io.EOF. Reset it before the next response on the
 // same connection. It allocates nothing once warmed up.
 type response struct {
-	br *bufio.Reader
+	br  *bufio.Reader
+	src []byte // without br: a head already in memory (parseHead)
 
 	status      int
 	contentType []byte // copied into ct
@@ -42,6 +43,9 @@ type response struct {
 // readLine returns the next line without its CRLF or LF. The slice is valid
 // until the next read.
 func (r *response) readLine() ([]byte, error) {
+	if r.br == nil {
+		return r.srcLine()
+	}
 	l, err := r.br.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
 		r.line = append(r.line[:0], l...)
@@ -70,7 +74,7 @@ func (r *response) readLine() ([]byte, error) {
 // readHeader reads the status line and the headers, skipping 1xx interim
 // responses.
 func (r *response) readHeader() error {
-	*r = response{br: r.br, line: r.line[:0], length: -1}
+	*r = response{br: r.br, src: r.src, line: r.line[:0], length: -1}
 	total := 0
 	for {
 		l, err := r.readLine()
@@ -136,6 +140,65 @@ func (r *response) readHeader() error {
 		r.eof = true
 	}
 	return nil
+}
+
+// srcLine is readLine on r.src.
+func (r *response) srcLine() ([]byte, error) {
+	i := bytes.IndexByte(r.src, '\n')
+	if i < 0 {
+		if len(r.src) > 0 {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, io.EOF
+	}
+	l := r.src[:i]
+	r.src = r.src[i+1:]
+	if len(l) > maxLineBytes {
+		return nil, fmt.Errorf("%w: line longer than %d bytes", ErrProtocol, maxLineBytes)
+	}
+	if len(l) > 0 && l[len(l)-1] == '\r' {
+		l = l[:len(l)-1]
+	}
+	return l, nil
+}
+
+// parseHead parses a complete response head (finalHeadEnd found its end)
+// held in memory, as readHeader does from a reader. The body is then the
+// caller's to read.
+func (r *response) parseHead(head []byte) error {
+	r.br, r.src = nil, head
+	err := r.readHeader()
+	r.src = nil
+	return err
+}
+
+// finalHeadEnd returns the length of the response heads at the start of b
+// up to and including the blank line that ends the final one (interim 1xx
+// responses other than 101 come before it), or -1 if b does not hold it
+// yet.
+func finalHeadEnd(b []byte) int {
+	start := 0
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		end := -1
+		switch {
+		case i+1 < len(b) && b[i+1] == '\n':
+			end = i + 2
+		case i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n':
+			end = i + 3
+		}
+		if end < 0 {
+			continue
+		}
+		if h := b[start:end]; len(h) >= 12 && h[9] == '1' && !bytes.HasPrefix(h[9:], []byte("101")) {
+			start, i = end, end-1 // an interim response: the final one follows
+			continue
+		}
+		return end
+	}
+	return -1
 }
 
 // hasContentType reports whether the media type (before any ';') is mt.

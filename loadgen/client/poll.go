@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,10 @@ type Poll struct {
 	cursor    uint64
 	hasCursor bool
 	ev        Event
+
+	// Served by a Loop: inside an answer's body, and its chunk decoder.
+	inBody bool
+	dc     chunkDecoder
 }
 
 var _ Client = (*Poll)(nil)
@@ -44,7 +49,7 @@ func (p *Poll) Connect(ctx context.Context) error {
 	}
 	p.live = c
 	if p.br == nil {
-		p.br = bufio.NewReaderSize(c, connBuffer)
+		p.br = p.cfg.reader(c)
 	} else {
 		p.br.Reset(c)
 	}
@@ -110,6 +115,20 @@ func (p *Poll) poll(timeout time.Duration) error {
 // request sends one GET /poll with the current cursor on p.live.
 func (p *Poll) request(timeout time.Duration) error {
 	cfg, c := p.cfg, p.live
+	p.buildRequest(timeout)
+	if err := c.SetWriteDeadline(time.Now().Add(cfg.ConnectTimeout)); err != nil {
+		return err
+	}
+	if _, err := c.Write(p.req); err != nil {
+		return fmt.Errorf("poll: send request: %w", err)
+	}
+	p.counters.Requests.Add(1)
+	return nil
+}
+
+// buildRequest puts GET /poll with the current cursor into p.req.
+func (p *Poll) buildRequest(timeout time.Duration) {
+	cfg := p.cfg
 	p.req = append(p.req[:0], "GET "...)
 	p.req = append(p.req, cfg.path...)
 	if p.hasCursor {
@@ -125,14 +144,6 @@ func (p *Poll) request(timeout time.Duration) error {
 	p.req = append(p.req, " HTTP/1.1\r\nHost: "...)
 	p.req = append(p.req, cfg.hostHdr...)
 	p.req = append(p.req, "\r\nUser-Agent: pushbench-loadgen\r\nAccept: application/json\r\n\r\n"...)
-	if err := c.SetWriteDeadline(time.Now().Add(cfg.ConnectTimeout)); err != nil {
-		return err
-	}
-	if _, err := c.Write(p.req); err != nil {
-		return fmt.Errorf("poll: send request: %w", err)
-	}
-	p.counters.Requests.Add(1)
-	return nil
 }
 
 // stall sends the next long poll and leaves its answer unread (see Stall).
@@ -169,31 +180,14 @@ func (p *Poll) readBody(limit int) error {
 
 // Next returns the next event, polling as needed.
 func (p *Poll) Next() (*Event, error) {
-	ev := &p.ev
 	for {
-		switch {
-		case p.start:
-			p.start = false
-			ev.Kind, ev.Seq = KindStart, p.startSeq
-			return ev, nil
-		case p.gap:
-			p.gap = false
-			ev.Kind, ev.Gap = KindGap, p.ans.Gap
-			return ev, nil
-		case p.next < len(p.ans.Ticks):
-			ev.Kind, ev.Tick = KindTick, p.ans.Ticks[p.next]
-			p.next++
+		if ev := p.pending(); ev != nil {
 			return ev, nil
 		}
 		if p.live == nil {
-			// The server closed the connection after its answer (HTTP/1.0
-			// or Connection: close): open another, as a browser would.
-			c, err := p.dial(context.Background())
-			if err != nil {
+			if err := p.redial(); err != nil {
 				return nil, err
 			}
-			p.live = c
-			p.br.Reset(c)
 		}
 		p.ans.Ticks = p.ans.Ticks[:0]
 		if err := p.poll(p.cfg.PollTimeout); err != nil {
@@ -205,3 +199,181 @@ func (p *Poll) Next() (*Event, error) {
 		}
 	}
 }
+
+// redial opens another connection after the server closed the last one
+// after its answer (HTTP/1.0 or Connection: close), as a browser would.
+func (p *Poll) redial() error {
+	c, err := p.dial(context.Background())
+	if err != nil {
+		return err
+	}
+	p.live = c
+	if p.br == nil {
+		p.br = p.cfg.reader(c)
+		p.resp.br = p.br
+	} else {
+		p.br.Reset(c)
+	}
+	return nil
+}
+
+// pending returns the next event of the last answer, or nil.
+func (p *Poll) pending() *Event {
+	ev := &p.ev
+	switch {
+	case p.start:
+		p.start = false
+		ev.Kind, ev.Seq = KindStart, p.startSeq
+		return ev
+	case p.gap:
+		p.gap = false
+		ev.Kind, ev.Gap = KindGap, p.ans.Gap
+		return ev
+	case p.next < len(p.ans.Ticks):
+		ev.Kind, ev.Tick = KindTick, p.ans.Ticks[p.next]
+		p.next++
+		return ev
+	}
+	return nil
+}
+
+// handoff gives the connection to a Loop, dialing first if the server
+// closed the last one, and returns the read buffer to the pool. The events
+// of the first answer are handed out by loopStart.
+func (p *Poll) handoff() (*Conn, []byte, error) {
+	if p.live == nil {
+		if err := p.redial(); err != nil {
+			return nil, nil, err
+		}
+	}
+	var pre []byte
+	if n := p.br.Buffered(); n > 0 {
+		b, _ := p.br.Peek(n)
+		pre = append(pre, b...)
+	}
+	p.br.Reset(nil)
+	p.cfg.brPool.Put(p.br)
+	p.br, p.resp.br = nil, nil
+	p.inBody = false
+	c := p.live
+	p.live = nil // the loop owns it now; Connect dials again
+	return c, pre, nil
+}
+
+// loopStart hands out what the first answer brought and sends the next
+// long poll.
+func (p *Poll) loopStart(lc *loopConn) error {
+	lc.idle = int64(p.cfg.PollTimeout + p.cfg.ConnectTimeout)
+	for ev := p.pending(); ev != nil; ev = p.pending() {
+		lc.sink(ev)
+	}
+	return p.loopRequest(lc)
+}
+
+// loopRequest sends the next long poll from the loop; the connection's
+// deadline runs from now, as Poll.poll's read deadline does.
+func (p *Poll) loopRequest(lc *loopConn) error {
+	p.buildRequest(p.cfg.PollTimeout)
+	p.counters.Requests.Add(1)
+	lc.since = time.Now().UnixNano()
+	return lc.write(p.req)
+}
+
+// pollBodyLimit bounds one answer's body.
+func (p *Poll) pollBodyLimit() int { return max(p.cfg.MaxEvent, p.cfg.PollMax*512) }
+
+// loopData parses answers incrementally: the head once it is complete (kept
+// raw until then), then the body, decoded in place when chunked and kept
+// until complete, then the next request.
+func (p *Poll) loopData(lc *loopConn, b []byte, old int, recvAt int64) ([]byte, error) {
+	limit := p.pollBodyLimit()
+	for {
+		if !p.inBody {
+			h := finalHeadEnd(b)
+			if h < 0 {
+				if len(b) > maxHeaderBytes {
+					return nil, fmt.Errorf("poll: %w: headers longer than %d bytes", ErrProtocol, maxHeaderBytes)
+				}
+				return b, nil
+			}
+			if err := p.resp.parseHead(b[:h]); err != nil {
+				return nil, fmt.Errorf("poll: %w", err)
+			}
+			if p.resp.length > int64(limit) {
+				return nil, fmt.Errorf("poll: %w: body longer than %d bytes", ErrProtocol, limit)
+			}
+			p.inBody, p.dc = true, chunkDecoder{}
+			b, old = b[h:], 0
+		}
+		var body, rest []byte
+		complete := false
+		switch {
+		case p.resp.chunked:
+			n, used, done, err := p.dc.decode(b[old:])
+			if err != nil {
+				return nil, fmt.Errorf("poll: read chunk: %w", err)
+			}
+			body, rest, complete = b[:old+n], b[old+used:], done
+		case int64(len(b)) >= p.resp.length && p.resp.length >= 0:
+			body, rest, complete = b[:p.resp.length], b[p.resp.length:], true
+		default: // a length not complete yet, or until the close
+			body = b
+		}
+		if len(body) > limit {
+			return nil, fmt.Errorf("poll: %w: body longer than %d bytes", ErrProtocol, limit)
+		}
+		if !complete {
+			return body, nil
+		}
+		p.inBody = false
+		if err := p.answer(lc, body, recvAt); err != nil {
+			return nil, err
+		}
+		if len(rest) == 0 {
+			return nil, nil
+		}
+		b, old = rest, 0
+	}
+}
+
+// answer handles one complete answer: its events, then the next request
+// (or a reconnect when the server closes the connection).
+func (p *Poll) answer(lc *loopConn, body []byte, recvAt int64) error {
+	if p.resp.status != 200 {
+		head := body[:min(len(body), 200)]
+		return fmt.Errorf("poll: %w", &StatusError{Code: p.resp.status, Body: string(bytes.TrimSpace(head))})
+	}
+	if err := DecodePoll(body, &p.ans); err != nil {
+		return fmt.Errorf("poll: %w", err)
+	}
+	p.ev.RecvAt = recvAt
+	p.next, p.gap = 0, p.ans.HasGap
+	p.cursor, p.hasCursor = p.ans.Cursor, true
+	for ev := p.pending(); ev != nil; ev = p.pending() {
+		lc.sink(ev)
+	}
+	if p.resp.closeConn {
+		return errReconnect
+	}
+	return p.loopRequest(lc)
+}
+
+// loopEOF: a body delimited by the close is complete now; otherwise the
+// connection ended early, as Poll.poll would report it.
+func (p *Poll) loopEOF(lc *loopConn) error {
+	switch {
+	case p.inBody && !p.resp.chunked && p.resp.length < 0:
+		p.inBody = false
+		if err := p.answer(lc, lc.tail, time.Now().UnixNano()); err != nil && !errors.Is(err, errReconnect) {
+			return err
+		}
+		return errReconnect
+	case p.inBody:
+		return fmt.Errorf("poll: %w", io.ErrUnexpectedEOF)
+	case len(lc.tail) > 0:
+		return fmt.Errorf("poll: read header: %w", io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("poll: read status line: %w", io.EOF)
+}
+
+func (p *Poll) loopClose(*loopConn) {}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -24,6 +25,10 @@ type SSE struct {
 	req   []byte
 	ev    Event
 	ready bool
+
+	// Served by a Loop: the chunk decoder, or the body bytes left.
+	dc   chunkDecoder
+	left int64
 }
 
 var _ Client = (*SSE)(nil)
@@ -66,7 +71,7 @@ func (s *SSE) handshake(c *Conn) error {
 	}
 	s.counters.Requests.Add(1)
 	if s.br == nil {
-		s.br = bufio.NewReaderSize(c, connBuffer)
+		s.br = s.cfg.reader(c)
 	} else {
 		s.br.Reset(c)
 	}
@@ -114,22 +119,99 @@ func (s *SSE) Next() (*Event, error) {
 			s.ready = false
 			return nil, fmt.Errorf("sse: %w", err)
 		}
-		ev := &s.ev
-		ev.RecvAt = s.live.LastRead()
-		switch string(e.Type) {
-		case "", "message":
-			ev.Kind = KindTick
-			if err := ParseTick(e.Data, &ev.Tick); err != nil {
-				ev.Kind, ev.Err = KindMalformed, err
-			}
-		case "gap":
-			ev.Kind = KindGap
-			if err := ParseGap(e.Data, &ev.Gap); err != nil {
-				ev.Kind, ev.Err = KindMalformed, err
-			}
-		default:
-			continue
+		if ev := s.event(e, s.live.LastRead()); ev != nil {
+			return ev, nil
 		}
-		return ev, nil
 	}
 }
+
+// event turns a tick or gap event into s.ev; nil for other types.
+func (s *SSE) event(e SSEEvent, recvAt int64) *Event {
+	ev := &s.ev
+	ev.RecvAt = recvAt
+	switch string(e.Type) {
+	case "", "message":
+		ev.Kind = KindTick
+		if err := ParseTick(e.Data, &ev.Tick); err != nil {
+			ev.Kind, ev.Err = KindMalformed, err
+		}
+	case "gap":
+		ev.Kind = KindGap
+		if err := ParseGap(e.Data, &ev.Gap); err != nil {
+			ev.Kind, ev.Err = KindMalformed, err
+		}
+	default:
+		return nil
+	}
+	return ev
+}
+
+// handoff gives the connection and what the handshake read past the head
+// to a Loop, and returns the read buffer to the pool.
+func (s *SSE) handoff() (*Conn, []byte, error) {
+	if !s.ready {
+		return nil, nil, fmt.Errorf("sse: not connected")
+	}
+	s.ready = false
+	var pre []byte
+	if n := s.br.Buffered(); n > 0 {
+		b, _ := s.br.Peek(n)
+		pre = append(pre, b...)
+	}
+	s.br.Reset(nil)
+	s.cfg.brPool.Put(s.br)
+	s.br, s.resp.br = nil, nil
+	s.dc, s.left = chunkDecoder{}, s.resp.remaining
+	return s.live, pre, nil
+}
+
+func (s *SSE) loopStart(lc *loopConn) error {
+	lc.idle, lc.rolling = int64(s.cfg.IdleTimeout), true
+	if s.resp.eof {
+		return fmt.Errorf("sse: %w", io.EOF)
+	}
+	return nil
+}
+
+// loopData decodes the body framing of the fresh bytes in place and feeds
+// the events to the parser; it keeps an incomplete line (decoded).
+func (s *SSE) loopData(lc *loopConn, b []byte, old int, recvAt int64) ([]byte, error) {
+	payload, ended := b, false
+	var framing error // events before a framing error still count
+	switch {
+	case s.resp.chunked:
+		n, _, done, err := s.dc.decode(b[old:])
+		if err != nil {
+			framing = fmt.Errorf("sse: read chunk: %w", err)
+		}
+		payload, ended = b[:old+n], done
+	case s.resp.length >= 0:
+		k := min(int64(len(b)-old), s.left)
+		s.left -= k
+		payload, ended = b[:old+int(k)], s.left == 0
+	}
+	used, err := s.p.Feed(payload, func(e SSEEvent) {
+		if ev := s.event(e, recvAt); ev != nil {
+			lc.sink(ev)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sse: %w", err)
+	}
+	if framing != nil {
+		return nil, framing
+	}
+	if ended {
+		return nil, fmt.Errorf("sse: %w", io.EOF)
+	}
+	return payload[used:], nil
+}
+
+func (s *SSE) loopEOF(*loopConn) error {
+	if s.resp.chunked || s.resp.length >= 0 {
+		return fmt.Errorf("sse: %w", io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("sse: %w", io.EOF)
+}
+
+func (s *SSE) loopClose(*loopConn) {}

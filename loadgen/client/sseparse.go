@@ -44,6 +44,7 @@ type Parser struct {
 	skipLF  bool // the last line ended in CR: an LF that follows belongs to it
 	bomDone bool
 	maxLen  int
+	bufSize int   // buf's first size, allocated at the first read (Feed needs none)
 	err     error // sticky read error
 
 	data    []byte
@@ -67,7 +68,7 @@ func NewParser(r io.Reader, bufSize, maxLen int) *Parser {
 	if maxLen < bufSize {
 		maxLen = bufSize
 	}
-	return &Parser{r: r, buf: make([]byte, bufSize), maxLen: maxLen}
+	return &Parser{r: r, bufSize: bufSize, maxLen: maxLen}
 }
 
 // Reset starts a new stream from r, keeping the last event ID and retry
@@ -116,28 +117,10 @@ func (p *Parser) line() ([]byte, error) {
 			}
 		}
 		if p.bomDone {
-			i := bytes.IndexByte(b, '\n')
-			var j int
-			if i >= 0 {
-				j = bytes.IndexByte(b[:i], '\r')
-			} else {
-				j = bytes.IndexByte(b, '\r')
-			}
-			switch {
-			case j >= 0: // CR, maybe CRLF
-				l := b[:j]
-				p.rd += j + 1
-				if j+1 < len(b) {
-					if b[j+1] == '\n' {
-						p.rd++
-					}
-				} else {
-					p.skipLF = true
-				}
+			if l, n, cr := splitLine(b); n >= 0 {
+				p.rd += n
+				p.skipLF = cr
 				return l, nil
-			case i >= 0:
-				p.rd += i + 1
-				return b[:i], nil
 			}
 		}
 		if p.err != nil {
@@ -151,6 +134,9 @@ func (p *Parser) line() ([]byte, error) {
 
 // fill reads more bytes, compacting or growing the buffer first.
 func (p *Parser) fill() error {
+	if p.buf == nil {
+		p.buf = make([]byte, p.bufSize)
+	}
 	if p.rd > 0 {
 		n := copy(p.buf, p.buf[p.rd:p.wr])
 		p.rd, p.wr = 0, n
@@ -181,48 +167,134 @@ func (p *Parser) Next() (SSEEvent, error) {
 		if err != nil {
 			return SSEEvent{}, err
 		}
-		if len(l) == 0 {
-			p.committedID = append(p.committedID[:0], p.lastID...)
-			if !p.hasData {
-				p.typ = p.typ[:0]
-				continue
-			}
-			ev := SSEEvent{Type: p.typ, Data: p.data, ID: p.lastID}
-			if n := len(ev.Data); n > 0 && ev.Data[n-1] == '\n' {
-				ev.Data = ev.Data[:n-1]
-			}
-			// Reset for the next event; the slices stay valid until the
-			// next call because the buffers are only truncated here.
-			p.data, p.hasData, p.typ = p.data[:0], false, p.typ[:0]
-			return ev, nil
-		}
-		if l[0] == ':' {
-			continue // comment (heartbeat)
-		}
-		name, value := l, []byte(nil)
-		if i := bytes.IndexByte(l, ':'); i >= 0 {
-			name, value = l[:i], l[i+1:]
-			if len(value) > 0 && value[0] == ' ' {
-				value = value[1:]
-			}
-		}
-		switch string(name) {
-		case "data":
-			if len(p.data)+len(value)+1 > p.maxLen {
-				return SSEEvent{}, fmt.Errorf("%w: event data over %d bytes", ErrTooLong, p.maxLen)
-			}
-			p.data = append(append(p.data, value...), '\n')
-			p.hasData = true
-		case "event":
-			p.typ = append(p.typ[:0], value...)
-		case "id":
-			if bytes.IndexByte(value, 0) < 0 {
-				p.lastID = append(p.lastID[:0], value...)
-			}
-		case "retry":
-			if ms, ok := parseUint(value); ok && ms < 1<<40 {
-				p.retry = time.Duration(ms) * time.Millisecond
-			}
+		if ev, ok, err := p.field(l); err != nil || ok {
+			return ev, err
 		}
 	}
+}
+
+// Feed parses the complete lines at the start of b, which the caller read
+// itself (the event loop), calling emit for each dispatched event (the
+// event is valid until emit returns). It returns how many bytes it used:
+// b[used:] is an incomplete line, to be given again, followed by more
+// bytes, on the next call. It fails with ErrTooLong when that incomplete
+// line reaches the limit, as Next does. Feed and Next read the same
+// streams the same way whatever the split (TestFeedSplits); do not mix
+// them on one stream.
+func (p *Parser) Feed(b []byte, emit func(SSEEvent)) (used int, err error) {
+	i := 0
+	for {
+		rest := b[i:]
+		if p.skipLF && len(rest) > 0 {
+			p.skipLF = false
+			if rest[0] == '\n' {
+				i++
+				rest = rest[1:]
+			}
+		}
+		if !p.bomDone {
+			if len(rest) < 3 && bytes.HasPrefix([]byte("\xef\xbb\xbf"), rest) {
+				return i, nil // maybe the start of a BOM: wait for more
+			}
+			p.bomDone = true
+			if bytes.HasPrefix(rest, []byte("\xef\xbb\xbf")) {
+				i += 3
+				rest = rest[3:]
+			}
+		}
+		l, n, cr := splitLine(rest)
+		if n < 0 {
+			if len(rest) >= p.maxLen {
+				return i, ErrTooLong
+			}
+			return i, nil
+		}
+		if len(l)+1 > p.maxLen {
+			return i, ErrTooLong // Next's buffer could not have held it
+		}
+		i += n
+		p.skipLF = cr
+		ev, ok, err := p.field(l)
+		if err != nil {
+			return i, err
+		}
+		if ok {
+			emit(ev)
+		}
+	}
+}
+
+// splitLine finds the first line of b, ended by CRLF, LF or CR. It returns
+// the line without its end, the bytes it took (-1: no complete line), and
+// whether it ended in a CR at the end of b (an LF that follows belongs to
+// it).
+func splitLine(b []byte) (line []byte, n int, crAtEnd bool) {
+	i := bytes.IndexByte(b, '\n')
+	var j int
+	if i >= 0 {
+		j = bytes.IndexByte(b[:i], '\r')
+	} else {
+		j = bytes.IndexByte(b, '\r')
+	}
+	switch {
+	case j >= 0: // CR, maybe CRLF
+		if j+1 < len(b) {
+			if b[j+1] == '\n' {
+				return b[:j], j + 2, false
+			}
+			return b[:j], j + 1, false
+		}
+		return b[:j], j + 1, true
+	case i >= 0:
+		return b[:i], i + 1, false
+	}
+	return nil, -1, false
+}
+
+// field interprets one line; ok says it dispatched ev.
+func (p *Parser) field(l []byte) (ev SSEEvent, ok bool, err error) {
+	if len(l) == 0 {
+		p.committedID = append(p.committedID[:0], p.lastID...)
+		if !p.hasData {
+			p.typ = p.typ[:0]
+			return SSEEvent{}, false, nil
+		}
+		ev := SSEEvent{Type: p.typ, Data: p.data, ID: p.lastID}
+		if n := len(ev.Data); n > 0 && ev.Data[n-1] == '\n' {
+			ev.Data = ev.Data[:n-1]
+		}
+		// Reset for the next event; the slices stay valid until the
+		// next call because the buffers are only truncated here.
+		p.data, p.hasData, p.typ = p.data[:0], false, p.typ[:0]
+		return ev, true, nil
+	}
+	if l[0] == ':' {
+		return SSEEvent{}, false, nil // comment (heartbeat)
+	}
+	name, value := l, []byte(nil)
+	if i := bytes.IndexByte(l, ':'); i >= 0 {
+		name, value = l[:i], l[i+1:]
+		if len(value) > 0 && value[0] == ' ' {
+			value = value[1:]
+		}
+	}
+	switch string(name) {
+	case "data":
+		if len(p.data)+len(value)+1 > p.maxLen {
+			return SSEEvent{}, false, fmt.Errorf("%w: event data over %d bytes", ErrTooLong, p.maxLen)
+		}
+		p.data = append(append(p.data, value...), '\n')
+		p.hasData = true
+	case "event":
+		p.typ = append(p.typ[:0], value...)
+	case "id":
+		if bytes.IndexByte(value, 0) < 0 {
+			p.lastID = append(p.lastID[:0], value...)
+		}
+	case "retry":
+		if ms, ok := parseUint(value); ok && ms < 1<<40 {
+			p.retry = time.Duration(ms) * time.Millisecond
+		}
+	}
+	return SSEEvent{}, false, nil
 }
