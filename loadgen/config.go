@@ -103,6 +103,10 @@ type Config struct {
 	// NoPreflight skips the single trial connection that turns "server down"
 	// or "wrong transport" into one clear error before the run starts.
 	NoPreflight bool
+
+	// reader reads the streams' connections; nil: a goroutine per client
+	// (readLoop).
+	reader driver
 }
 
 func (c *Config) stream() bool {

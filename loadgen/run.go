@@ -51,6 +51,7 @@ type run struct {
 	filter  feed.Filter
 	dialers []*client.Dialer
 	shards  []*shard
+	drv     driver // reads the streams' connections
 
 	// Stalled clients (-slow) dial with a small receive buffer and count
 	// their bytes apart; slow holds what became of them.
@@ -67,24 +68,6 @@ type run struct {
 	phase         atomic.Value // string for the progress line
 }
 
-// clientState is one subscription: its client, its checker and what the
-// runner tracks about it. The client goroutine owns chk and the plain
-// fields; the drain and churn goroutines touch only the atomics.
-type clientState struct {
-	c     client.Client
-	chk   *check.Checker
-	shard *shard
-
-	slow        bool         // it stalls after connecting (-slow); set before the goroutines start
-	up          atomic.Bool  // connected now
-	churned     atomic.Bool  // the churner dropped it: reconnect at once
-	connectedAt atomic.Int64 // Unix ns of the first successful connect
-
-	gotFirst   bool
-	reconnects int64
-	malformed  int64
-}
-
 // Run performs one run. It returns an error only when the run could not take
 // place (bad configuration, server down, limits); what went wrong during the
 // run is counted in the result.
@@ -92,7 +75,10 @@ func Run(ctx context.Context, cfg Config) (*result.Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: &cfg}
+	r := &run{cfg: &cfg, drv: cfg.reader}
+	if r.drv == nil {
+		r.drv = readLoop{}
+	}
 	var err error
 	if r.ccfg, err = cfg.clientConfig(); err != nil {
 		return nil, err
@@ -177,8 +163,8 @@ func (r *run) dialerFor(i int) *client.Dialer { return r.dialers[i%len(r.dialers
 // streams runs long-lived subscriptions (sse, ws, poll).
 func (r *run) streams(ctx context.Context) (*result.Result, error) {
 	cfg := r.cfg
-	states := make([]*clientState, cfg.Clients)
-	for i := range states {
+	subs := make([]*subscription, cfg.Clients)
+	for i := range subs {
 		sh := r.shardFor(i)
 		d, counters, slow := r.dialerFor(i), &sh.counters, cfg.isSlow(i)
 		if slow {
@@ -188,157 +174,38 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		states[i] = &clientState{c: c, chk: check.New(r.book, r.filter), shard: sh, slow: slow}
+		subs[i] = r.newSubscription(c, sh)
+		subs[i].slow = slow
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	churnCtx, stopChurn := context.WithCancel(runCtx)
-	defer stopChurn()
-	// The others end after the drain; the stalled clients stay stalled
-	// until then, and are then read once more (slowWG waits for that)
-	// before the run closes them.
-	clientCtx, stopClients := context.WithCancel(runCtx)
-	defer stopClients()
-	stallCtx, stopStall := context.WithCancel(runCtx)
-	defer stopStall()
-	var slowWG sync.WaitGroup
 	if cfg.Warmup > 0 {
 		r.recordFrom.Store(math.MaxInt64) // until the warm-up ends
 	}
 	aux := newAux(r)
 	start, cpu0 := time.Now(), cpuTime()
-
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, cfg.Handshakes)
-	r.phase.Store("ramp")
-	spawned := make(chan struct{})
-	wg.Go(func() {
-		defer close(spawned)
-		r.spawn(runCtx, clientCtx, stallCtx, states, sem, &wg, &slowWG)
-	})
-	if cfg.Churn > 0 {
-		wg.Go(func() { r.churn(churnCtx, states) })
-	}
-
-	// The measured window starts once the ramp is over and every client
-	// has connected (or ConnectTimeout after the ramp, when some cannot:
-	// their failures are counted), so that neither a slow ramp nor a slow
-	// connect storm dilutes the figures or ends the run before it began;
-	// and after the warm-up, if any.
-	winStart, winMsgs := start, int64(0)
-	rampTimer := time.NewTimer(cfg.Ramp)
-	defer rampTimer.Stop()
-	limit := time.NewTimer(cfg.Ramp + r.ccfg.ConnectTimeout)
-	defer limit.Stop()
-	check := time.NewTicker(10 * time.Millisecond)
-	defer check.Stop()
-	var warmC, endC, settleC <-chan time.Time
-	rampOver, started, measuring := false, false, false
-	var timers []*time.Timer
-	defer func() {
-		for _, t := range timers {
-			t.Stop()
-		}
-	}()
-	measure := func() {
-		measuring = true
-		r.phase.Store("run")
-		winStart, winMsgs = time.Now(), r.messages()
-		if cfg.Warmup > 0 {
-			r.recordFrom.Store(winStart.UnixNano())
-		}
-		endT, settleT := time.NewTimer(cfg.Duration), time.NewTimer(cfg.Duration/2)
-		endC, settleC = endT.C, settleT.C
-		timers = append(timers, endT, settleT)
-	}
-	startWindow := func() {
-		started = true
-		check.Stop()
-		if cfg.Warmup <= 0 {
-			measure()
-			return
-		}
-		r.phase.Store("warm")
-		warmT := time.NewTimer(cfg.Warmup)
-		warmC = warmT.C
-		timers = append(timers, warmT)
-	}
-wait:
-	for {
-		select {
-		case <-ctx.Done():
-			break wait
-		case <-rampTimer.C:
-			rampOver = true
-			r.phase.Store("connect")
-		case <-check.C:
-		case <-limit.C:
-			if !started {
-				startWindow()
-			}
-		case <-warmC:
-			measure()
-		case <-settleC:
-			// Connecting leaves garbage (handshake buffers, headers); return
-			// it to the OS so that the RSS measured at the end is what the
-			// connected clients hold.
-			debug.FreeOSMemory()
-		case <-endC:
-			break wait
-		}
-		if !started && rampOver && r.everConnected.Load() == int64(len(states)) {
-			startWindow()
-		}
-	}
-	stopChurn()
-	end := time.Now()
-	endMsgs := r.messages()
-	connectedAtEnd := r.connected.Load()
-	rss := currentRSS()
-
-	sched := r.schedule()
-	h := sched.seqAt(end.UnixNano())
-	r.phase.Store("drain")
-	r.drain(ctx, states, sched, h)
-
-	// Close the others first, so that the final read of the stalled
-	// clients adds nothing to their figures.
-	stopClients()
-	for _, st := range states {
-		if !st.slow {
-			_ = st.c.Close()
-		}
-	}
-	stopStall()
-	<-spawned // no stalled client starts any more
-	slowWG.Wait()
-	cancel()
-	for _, st := range states {
-		_ = st.c.Close()
-	}
-	wg.Wait()
+	f := r.startFleet(ctx, subs)
+	defer f.cancel()
+	w := r.pace(ctx, start, f)
+	f.stop()
 	wall := time.Since(start)
 	cpu := cpuTime() - cpu0
 	lag := aux.stop()
 
 	res := r.result(start, wall, cpu, lag)
-	res.Connected = connectedAtEnd
-	res.Self.RSSBytes = rss
-	sched = r.schedule() // the drain saw more ticks
-	for _, st := range states {
-		if st.slow {
+	res.Connected = w.connected
+	res.Self.RSSBytes = w.rss
+	sched := r.schedule() // the drain saw more ticks
+	for _, s := range subs {
+		if s.slow {
 			res.SlowClients++
 			continue
 		}
-		if at := st.connectedAt.Load(); !st.chk.Started() && at != 0 && sched.known() {
+		if at := s.connectedAt.Load(); !s.chk.Started() && at != 0 && sched.known() {
 			// Connected, never got a tick: owed whatever was scheduled after
 			// it connected (the server subscribed it before answering).
-			st.chk.StartAfter(sched.seqAt(at))
+			s.chk.StartAfter(sched.seqAt(at))
 		}
-		addCounts(&res.Counts, st.chk.Finish(h))
-		res.Counts.Reconnects += st.reconnects
-		res.Counts.Malformed += st.malformed
+		addCounts(&res.Counts, s.counts(w.h))
 	}
 	if res.SlowClients > 0 {
 		res.Slow = result.Slow{
@@ -347,24 +214,162 @@ wait:
 			BytesSent:    r.slowCounters.Out.Load(), BytesReceived: r.slowCounters.In.Load(),
 		}
 	}
-	res.Messages, res.Duration = endMsgs-winMsgs, end.Sub(winStart).Seconds()
-	if measuring {
+	res.Messages, res.Duration = w.endMsgs-w.startMsgs, w.end.Sub(w.start).Seconds()
+	if w.measured {
 		res.Warmup = cfg.Warmup.Seconds()
 	}
 	finishRates(res)
 	return res, nil
 }
 
-// spawn starts the client goroutines, spread evenly over the ramp, until
-// ctx ends: the others with clientCtx, the stalled clients in slowWG with
-// stallCtx.
-func (r *run) spawn(ctx, clientCtx, stallCtx context.Context, states []*clientState, sem chan struct{}, wg, slowWG *sync.WaitGroup) {
-	n := len(states)
+// window is what pace saw of the measured window and of the run at its
+// end.
+type window struct {
+	measured           bool      // the window began (not cancelled before)
+	start, end         time.Time // start is the run's when it never began
+	startMsgs, endMsgs int64     // ticks received by then
+	connected, rss     int64     // clients connected and RSS at the end
+	h                  uint64    // the newest seq scheduled at the end: what every subscription is owed
+}
+
+// pace drives a stream run through its phases until the drain is over or
+// ctx ends: it looks at the clock and at the clients, asks the plan where
+// the run is, acts on entering a phase, and sleeps until the plan's next
+// change, or shortly while the plan waits for an observation.
+func (r *run) pace(ctx context.Context, start time.Time, f *fleet) window {
+	const (
+		connectPoll = 10 * time.Millisecond
+		drainPoll   = 20 * time.Millisecond
+	)
+	p := newPlan(r.cfg, r.ccfg.ConnectTimeout)
+	obs := observed{allIn: -1}
+	w := window{start: start}
+	var sched schedule
+	end := func() {
+		f.stopChurn() // the drain must see no new reconnects
+		w.end = time.Now()
+		w.endMsgs, w.connected, w.rss = r.messages(), r.connected.Load(), currentRSS()
+		sched = r.schedule()
+		w.h = sched.seqAt(w.end.UnixNano())
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for cur := phase(-1); ; {
+		el := time.Since(start)
+		if obs.allIn < 0 && r.everConnected.Load() == int64(len(f.subs)) {
+			obs.allIn = el
+		}
+		if cur == phaseDrain {
+			obs.caughtUp = r.caughtUp(f.subs, sched, w.h)
+		}
+		next, wait := p.at(el, obs)
+		if next != cur {
+			if cur < phaseMeasure && next >= phaseMeasure {
+				w.measured = true
+				w.start, w.startMsgs = time.Now(), r.messages()
+				if r.cfg.Warmup > 0 {
+					r.recordFrom.Store(w.start.UnixNano())
+				}
+			}
+			if cur < phaseSettled && next >= phaseSettled {
+				// Connecting leaves garbage (handshake buffers, headers);
+				// return it to the OS so that the RSS measured at the end
+				// is what the connected clients hold.
+				debug.FreeOSMemory()
+			}
+			if cur < phaseDrain && next >= phaseDrain {
+				end()
+			}
+			cur = next
+			r.phase.Store(cur.String())
+			continue // look again at once: the drain may be over already
+		}
+		switch cur {
+		case phaseDone:
+			return w
+		case phaseConnect:
+			wait = min(wait, connectPoll)
+		case phaseDrain:
+			wait = min(wait, drainPoll)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			if cur < phaseDrain {
+				end()
+			}
+			return w
+		case <-timer.C:
+		}
+	}
+}
+
+// fleet owns the lifecycles of a stream run's clients, the spawner that
+// starts them over the ramp and the churner. stopChurn ends the churn when
+// the window ends; stop ends everything after the drain; cancel (deferred
+// by the run) ends whatever is left when the run is cut short.
+type fleet struct {
+	subs      []*subscription
+	cancel    context.CancelFunc
+	stopChurn context.CancelFunc
+	// The others end with stopClients after the drain; the stalled
+	// clients stay stalled until stopStall, and are then read once more
+	// (slowWG waits for that) before the run closes them.
+	stopClients, stopStall context.CancelFunc
+	spawned                chan struct{} // closed when the spawner returned
+	wg, slowWG             sync.WaitGroup
+}
+
+func (r *run) startFleet(ctx context.Context, subs []*subscription) *fleet {
+	f := &fleet{subs: subs, spawned: make(chan struct{})}
+	ctx, f.cancel = context.WithCancel(ctx)
+	churnCtx, stopChurn := context.WithCancel(ctx)
+	clientCtx, stopClients := context.WithCancel(ctx)
+	stallCtx, stopStall := context.WithCancel(ctx)
+	f.stopChurn, f.stopClients, f.stopStall = stopChurn, stopClients, stopStall
+	sem := make(chan struct{}, r.cfg.Handshakes)
+	f.wg.Go(func() {
+		defer close(f.spawned)
+		r.spawn(ctx, clientCtx, stallCtx, subs, sem, &f.wg, &f.slowWG)
+	})
+	if r.cfg.Churn > 0 {
+		f.wg.Go(func() { r.churn(churnCtx, subs) })
+	}
+	return f
+}
+
+// stop ends every client and waits for all of the fleet's goroutines. The
+// others are closed first, so that the final read of the stalled clients
+// adds nothing to their figures.
+func (f *fleet) stop() {
+	f.stopChurn()
+	f.stopClients()
+	for _, s := range f.subs {
+		if !s.slow {
+			_ = s.c.Close()
+		}
+	}
+	f.stopStall()
+	<-f.spawned // no stalled client starts any more
+	f.slowWG.Wait()
+	f.cancel()
+	for _, s := range f.subs {
+		_ = s.c.Close()
+	}
+	f.wg.Wait()
+}
+
+// spawn starts the clients' lifecycles, spread evenly over the ramp, until
+// ctx ends: the others in wg with clientCtx, the stalled clients in slowWG
+// with stallCtx.
+func (r *run) spawn(ctx, clientCtx, stallCtx context.Context, subs []*subscription, sem chan struct{}, wg, slowWG *sync.WaitGroup) {
+	n := len(subs)
 	start := time.Now()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
-	for i, st := range states {
+	for i, s := range subs {
 		if r.cfg.Ramp > 0 {
 			at := start.Add(time.Duration(int64(r.cfg.Ramp) * int64(i) / int64(n)))
 			if d := time.Until(at); d > 0 {
@@ -379,147 +384,19 @@ func (r *run) spawn(ctx, clientCtx, stallCtx context.Context, states []*clientSt
 		if ctx.Err() != nil {
 			return
 		}
-		if st.slow {
-			slowWG.Go(func() { r.runSlow(ctx, stallCtx, st, sem) })
+		if s.slow {
+			slowWG.Go(func() { r.stall(ctx, stallCtx, s, sem) })
 			continue
 		}
-		wg.Go(func() { r.runClient(clientCtx, st, sem) })
-	}
-}
-
-// runClient connects, reads until the connection ends, and reconnects (with
-// resume) until the run ends.
-func (r *run) runClient(ctx context.Context, st *clientState, sem chan struct{}) {
-	for {
-		t0, ok := r.connect(ctx, st, sem)
-		if !ok {
-			return
-		}
-		err := r.read(st, t0)
-		st.up.Store(false)
-		r.connected.Add(-1)
-		if ctx.Err() != nil {
-			return
-		}
-		if st.churned.Swap(false) {
-			continue // dropped on purpose: resume at once
-		}
-		st.shard.fail("dropped_"+client.Cause(err), err)
-		wait := time.Second
-		if s, ok := st.c.(*client.SSE); ok && s.Retry() > 0 {
-			wait = s.Retry() // what an EventSource would do
-		}
-		if !sleep(ctx, jitter(wait)) {
-			return
-		}
-	}
-}
-
-// connect connects st, counting failures and trying again after a backoff,
-// until it succeeds (true, with the time the attempt began) or ctx ends.
-func (r *run) connect(ctx context.Context, st *clientState, sem chan struct{}) (time.Time, bool) {
-	var backoff time.Duration
-	for ctx.Err() == nil {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return time.Time{}, false
-		}
-		t0 := time.Now()
-		err := st.c.Connect(ctx)
-		<-sem
-		if err != nil {
-			if ctx.Err() != nil {
-				return time.Time{}, false
-			}
-			if !st.churned.Swap(false) {
-				st.shard.fail(client.Cause(err), err)
-			}
-			backoff = min(max(2*backoff, minBackoff), maxBackoff)
-			if !sleep(ctx, jitter(backoff)) {
-				return time.Time{}, false
-			}
-			continue
-		}
-		now := time.Now()
-		st.shard.connected(now.Sub(t0))
-		if st.connectedAt.CompareAndSwap(0, now.UnixNano()) {
-			r.everConnected.Add(1)
-		} else {
-			st.reconnects++
-		}
-		st.up.Store(true)
-		r.connected.Add(1)
-		return t0, true
-	}
-	return time.Time{}, false
-}
-
-// runSlow connects a stalled client (-slow) like any other, then reads
-// nothing more until stallCtx ends (after the drain). It then reads the
-// connection once more, for up to slowProbe, to learn whether the server
-// had dropped it, and returns; the run closes it.
-func (r *run) runSlow(ctx, stallCtx context.Context, st *clientState, sem chan struct{}) {
-	if _, ok := r.connect(stallCtx, st, sem); !ok {
-		return
-	}
-	defer func() {
-		st.up.Store(false)
-		r.connected.Add(-1)
-	}()
-	r.slow.stalled.Add(1)
-	// A failed stall (a poll request that could not be sent) shows in
-	// the final read: the connection has ended.
-	_ = client.Stall(st.c)
-	<-stallCtx.Done()
-	if ctx.Err() != nil {
-		return // the run was cancelled: no time to look
-	}
-	n, ended, err := client.ReadRest(st.c, time.Now().Add(slowProbe))
-	r.slow.backlog.Add(n)
-	switch {
-	case ended:
-		r.slow.dropped.Add(1)
-	case client.Cause(err) == "timeout":
-		r.slow.open.Add(1)
-	}
-}
-
-// read consumes events until the connection ends.
-func (r *run) read(st *clientState, t0 time.Time) error {
-	for {
-		ev, err := st.c.Next()
-		if err != nil {
-			return err
-		}
-		switch ev.Kind {
-		case client.KindTick:
-			t := &ev.Tick
-			// The checker sees every tick; the histogram only those that
-			// arrived after the warm-up.
-			if st.chk.Tick(t.Seq, t.Sym, t.Price) {
-				st.shard.tick(t.Seq, t.TS, ev.RecvAt, ev.RecvAt >= r.recordFrom.Load())
-			}
-			st.shard.messages.Add(1)
-			if !st.gotFirst {
-				st.gotFirst = true
-				st.shard.firstTick(time.Unix(0, ev.RecvAt).Sub(t0))
-			}
-		case client.KindGap:
-			st.chk.Gap(ev.Gap.From, ev.Gap.To)
-		case client.KindStart:
-			st.chk.StartAfter(ev.Seq)
-		case client.KindMalformed:
-			st.malformed++
-		}
+		wg.Go(func() { r.live(clientCtx, s, sem, wg) })
 	}
 }
 
 // churn drops Churn × Clients connected clients per second, in steps of
 // 100 ms; each reconnects at once and resumes.
-func (r *run) churn(ctx context.Context, states []*clientState) {
+func (r *run) churn(ctx context.Context, subs []*subscription) {
 	const step = 100 * time.Millisecond
-	rng := rand.New(rand.NewPCG(uint64(len(states)), 0x5eed))
+	rng := rand.New(rand.NewPCG(uint64(len(subs)), 0x5eed))
 	t := time.NewTicker(step)
 	defer t.Stop()
 	var due float64
@@ -529,13 +406,13 @@ func (r *run) churn(ctx context.Context, states []*clientState) {
 			return
 		case <-t.C:
 		}
-		due += r.cfg.Churn * float64(len(states)) * step.Seconds()
+		due += r.cfg.Churn * float64(len(subs)) * step.Seconds()
 		for ; due >= 1; due-- {
 			for range 8 { // a few tries to find a connected client
-				st := states[rng.IntN(len(states))]
-				if !st.slow && st.up.Load() && !st.churned.Load() {
-					st.churned.Store(true)
-					st.c.Drop()
+				s := subs[rng.IntN(len(subs))]
+				if !s.slow && s.up.Load() && !s.churned.Load() {
+					s.churned.Store(true)
+					s.c.Drop()
 					break
 				}
 			}
@@ -563,47 +440,29 @@ func (r *run) schedule() schedule {
 	return s
 }
 
-// drain waits until every subscription has what was scheduled up to h, or
-// Drain passes: ticks in flight at the end are not counted as missing,
-// while a stalled stream still is.
-func (r *run) drain(ctx context.Context, states []*clientState, sched schedule, h uint64) {
+// caughtUp reports whether every subscription has what was scheduled up
+// to h, so that the drain can end before -drain: ticks in flight at the
+// end are not counted as missing, while a stalled stream still is.
+func (r *run) caughtUp(subs []*subscription, sched schedule, h uint64) bool {
 	if h == 0 {
-		return
+		return true
 	}
-	deadline := time.NewTimer(r.cfg.Drain)
-	defer deadline.Stop()
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		done := true
-		for _, st := range states {
-			at := st.connectedAt.Load()
-			if at == 0 || st.slow {
-				continue
-			}
-			if st.chk.Last() == 0 {
-				if sched.known() && st.chk.Owed(sched.seqAt(at), h) {
-					done = false
-					break
-				}
-				continue
-			}
-			if !st.chk.Reached(h) {
-				done = false
-				break
-			}
+	for _, s := range subs {
+		at := s.connectedAt.Load()
+		if at == 0 || s.slow {
+			continue
 		}
-		if done {
-			return
+		if s.chk.Last() == 0 {
+			if sched.known() && s.chk.Owed(sched.seqAt(at), h) {
+				return false
+			}
+			continue
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-deadline.C:
-			return
-		case <-t.C:
+		if !s.chk.Reached(h) {
+			return false
 		}
 	}
+	return true
 }
 
 // result merges the shards into a Result (counts are added by the caller).

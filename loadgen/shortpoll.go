@@ -15,7 +15,6 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/pushbench/pushbench/loadgen/check"
 	"github.com/pushbench/pushbench/loadgen/client"
 	"github.com/pushbench/pushbench/loadgen/result"
 )
@@ -26,7 +25,7 @@ import (
 type poller struct {
 	cursor   atomic.Uint64 // cursor+1; 0: none yet
 	inflight atomic.Bool
-	chk      *check.Checker
+	sub      *subscription
 	ok       bool
 }
 
@@ -40,7 +39,7 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	n := cfg.Clients
 	polls := make([]*poller, n)
 	for i := range polls {
-		polls[i] = &poller{chk: check.New(r.book, r.filter)}
+		polls[i] = &poller{sub: r.newSubscription(nil, r.shardFor(i))}
 	}
 	base := strings.TrimSuffix(cfg.URL.String(), "/") + "/poll?timeout=0s&max=" + strconv.Itoa(client.DefaultPollMax)
 	if len(cfg.Symbols) > 0 {
@@ -118,10 +117,8 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	}()
 	pacer := vegeta.ConstantPacer{Freq: n, Per: cfg.Interval}
 	var ans client.PollAnswer
-	var total result.Counts // what no checker sees (malformed answers)
-	var recorded int64      // ticks received after the warm-up
 	for res := range attacker.Attack(targeter, pacer, cfg.Warmup+cfg.Duration, "shortpoll") {
-		recorded += r.pollResult(res, polls, &ans, &total)
+		r.pollResult(res, polls, &ans)
 	}
 	close(stopWatch)
 	<-watchDone
@@ -130,7 +127,6 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	lag := aux.stop()
 
 	out := r.result(start, wall, cpu, lag)
-	out.Counts = total
 	out.Requests = counters.Requests.Load()
 	for _, p := range polls {
 		if p.ok {
@@ -141,9 +137,9 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 		if h > 0 {
 			h--
 		}
-		addCounts(&out.Counts, p.chk.Finish(h))
+		addCounts(&out.Counts, p.sub.counts(h))
+		out.Messages += p.sub.recorded
 	}
-	out.Messages = recorded
 	if cfg.Warmup > 0 {
 		out.Warmup = cfg.Warmup.Seconds()
 		out.Duration = max(0, out.Duration-out.Warmup)
@@ -152,26 +148,26 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	return out, nil
 }
 
-// pollResult accounts one short-poll answer and returns how many of its
-// ticks it recorded (none in the warm-up).
-func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAnswer, total *result.Counts) (recorded int64) {
+// pollResult accounts one short-poll answer: its ticks, as events of the
+// poller's subscription, all arrived when the answer ended.
+func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAnswer) {
 	_, frag, _ := strings.Cut(res.URL, "#")
 	id, err := strconv.Atoi(frag)
 	if err != nil || id < 0 || id >= len(polls) {
-		return 0
+		return
 	}
 	p := polls[id]
 	p.inflight.Store(false)
-	sh := r.shardFor(id)
+	sub := p.sub
 	if res.Code != http.StatusOK {
 		if res.Code != 0 {
-			sh.fail("http_"+strconv.Itoa(int(res.Code)), errors.New(res.Error))
+			sub.shard.fail("http_"+strconv.Itoa(int(res.Code)), errors.New(res.Error))
 		}
-		return 0 // transport errors were counted by failRT
+		return // transport errors were counted by failRT
 	}
 	if err := client.DecodePoll(res.Body, ans); err != nil {
-		total.Malformed++
-		return 0
+		sub.handle(&client.Event{Kind: client.KindMalformed, Err: err})
+		return
 	}
 	p.ok = true
 	var reqCursor uint64
@@ -190,38 +186,37 @@ func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAn
 	// already accounted, and counting them again would blame the server
 	// for duplicates it did not send.
 	stale := cur > 0 && (!hadCursor || reqCursor != cur-1)
-	if !p.chk.Started() {
+	ev := client.Event{RecvAt: res.End().UnixNano()}
+	if !sub.chk.Started() {
+		// A first answer of ticks from seq 0 on has nothing to skip.
+		ev.Kind = client.KindStart
 		switch {
 		case hadCursor:
-			p.chk.StartAfter(reqCursor)
+			ev.Seq = reqCursor
+			sub.handle(&ev)
 		case len(ans.Ticks) == 0:
-			p.chk.StartAfter(ans.Cursor)
+			ev.Seq = ans.Cursor
+			sub.handle(&ev)
 		case ans.Ticks[0].Seq > 0:
-			p.chk.StartAfter(ans.Ticks[0].Seq - 1)
+			ev.Seq = ans.Ticks[0].Seq - 1
+			sub.handle(&ev)
 		}
 	}
 	if ans.HasGap {
-		p.chk.Gap(ans.Gap.From, ans.Gap.To)
+		ev.Kind, ev.Gap = client.KindGap, ans.Gap
+		sub.handle(&ev)
 	}
-	recvAt := res.End().UnixNano()
-	record := recvAt >= r.recordFrom.Load()
+	ev.Kind = client.KindTick
 	for i := range ans.Ticks {
-		t := &ans.Ticks[i]
-		if stale && t.Seq <= cur-1 {
+		if stale && ans.Ticks[i].Seq <= cur-1 {
 			continue
 		}
-		if p.chk.Tick(t.Seq, t.Sym, t.Price) {
-			sh.tick(t.Seq, t.TS, recvAt, record)
-		}
-		sh.messages.Add(1)
-		if record {
-			recorded++
-		}
+		ev.Tick = ans.Ticks[i]
+		sub.handle(&ev)
 	}
 	if cur == 0 || ans.Cursor > cur-1 {
 		p.cursor.Store(ans.Cursor + 1)
 	}
-	return recorded
 }
 
 // failRT counts transport failures by cause (vegeta keeps only the error

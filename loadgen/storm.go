@@ -11,7 +11,6 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/pushbench/pushbench/loadgen/check"
 	"github.com/pushbench/pushbench/loadgen/client"
 	"github.com/pushbench/pushbench/loadgen/result"
 )
@@ -91,64 +90,45 @@ func (s *stormRT) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	defer c.Close()
-	chk := check.New(r.book, r.filter)
+	sub := r.newSubscription(c, sh)
 	defer func() {
 		s.mu.Lock()
-		addCounts(&s.counts, chk.Finish(0))
+		addCounts(&s.counts, sub.counts(0))
 		s.mu.Unlock()
 	}()
 	stop := context.AfterFunc(s.ctx, func() { _ = c.Close() })
 	defer stop()
 
-	t0 := time.Now()
+	sub.t0 = time.Now()
 	if err := c.Connect(s.ctx); err != nil {
 		sh.fail(client.Cause(err), err)
 		return nil, err
 	}
-	sh.connected(time.Since(t0))
+	sh.connected(time.Since(sub.t0))
 	r.connected.Add(1)
 	defer r.connected.Add(-1)
 
 	// The first tick must come within the connect timeout.
 	cut := time.AfterFunc(r.ccfg.ConnectTimeout, c.Drop)
-	got := false
-	var holdUntil time.Time
 	for {
 		ev, err := c.Next()
 		if err != nil {
 			cut.Stop()
-			if !got {
+			if !sub.gotFirst {
 				sh.fail("first_tick_"+client.Cause(err), err)
 				return nil, fmt.Errorf("%w: %w", errNoTick, err)
 			}
 			break // the hold ended
 		}
-		switch ev.Kind {
-		case client.KindTick:
-			t := &ev.Tick
-			if chk.Tick(t.Seq, t.Sym, t.Price) {
-				sh.tick(t.Seq, t.TS, ev.RecvAt, true)
+		first := !sub.gotFirst
+		sub.handle(ev)
+		if first && sub.gotFirst {
+			cut.Stop()
+			s.ok.Add(1)
+			if r.cfg.Hold <= 0 {
+				return okResponse(req), nil
 			}
-			sh.messages.Add(1)
-			if !got {
-				got = true
-				cut.Stop()
-				sh.firstTick(time.Unix(0, ev.RecvAt).Sub(t0))
-				s.ok.Add(1)
-				if r.cfg.Hold <= 0 {
-					return okResponse(req), nil
-				}
-				holdUntil = time.Now().Add(r.cfg.Hold)
-				cut = time.AfterFunc(time.Until(holdUntil), c.Drop)
-			}
-		case client.KindGap:
-			chk.Gap(ev.Gap.From, ev.Gap.To)
-		case client.KindStart:
-			chk.StartAfter(ev.Seq)
-		case client.KindMalformed:
-			s.mu.Lock()
-			s.counts.Malformed++
-			s.mu.Unlock()
+			cut = time.AfterFunc(r.cfg.Hold, c.Drop)
 		}
 	}
 	return okResponse(req), nil
