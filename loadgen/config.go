@@ -13,9 +13,11 @@
 //     second, paced by vegeta, each measured for time to connect and time
 //     to first tick.
 //
-// Ownership: Run owns every goroutine it starts (one per client, plus the
-// spawner, churner, progress reporter and lag probe) and returns only after
-// all of them ended. Measurements go into a few shards (one histogram set
+// Ownership: Run owns every goroutine it starts (the spawner, churner,
+// progress reporter and lag probe; per client a goroutine while it connects
+// or waits to reconnect, and with -reader goroutine for the whole run; with
+// the event loop a few workers read every connected client) and returns
+// only after all of them ended. Measurements go into a few shards (one histogram set
 // and counters each, guarded by a mutex) that clients pick by index, and are
 // merged once at the end, as wrk2 merges its per-thread histograms.
 package loadgen
@@ -104,8 +106,12 @@ type Config struct {
 	// or "wrong transport" into one clear error before the run starts.
 	NoPreflight bool
 
-	// reader reads the streams' connections; nil: a goroutine per client
-	// (readLoop).
+	// Reader says what reads the streams' connections: ReaderLoop (an
+	// event loop, where the system has epoll), ReaderGoroutine (a goroutine
+	// per client), or "" (the loop where available). Other modes ignore it.
+	Reader string
+
+	// reader replaces the streams' reader in tests.
 	reader driver
 }
 
@@ -181,6 +187,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Slow > 0 && !c.stream() {
 		return fmt.Errorf("-slow applies to sse, ws and poll, not %s", c.Transport)
+	}
+	if c.Reader != "" && c.Reader != ReaderLoop && c.Reader != ReaderGoroutine {
+		return fmt.Errorf("-reader must be %s or %s, got %q", ReaderLoop, ReaderGoroutine, c.Reader)
 	}
 	if c.Warmup < 0 {
 		return fmt.Errorf("-warmup must not be negative, got %s", c.Warmup)

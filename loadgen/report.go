@@ -101,6 +101,9 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	p("\n")
 	s := r.Self
 	p("self         %.2f cores (GOMAXPROCS %d), cpu %.1fs, max RSS %s", s.CPUCores, s.GOMAXPROCS, s.CPUSeconds, bytesIEC(s.MaxRSSBytes))
+	if r.Reader != "" {
+		p(", reader %s", r.Reader)
+	}
 	if s.RSSBytes > 0 && r.Clients > 0 {
 		p(", RSS at the end %s (%s/client)", bytesIEC(s.RSSBytes), bytesIEC(s.RSSBytes/int64(r.Clients)))
 	}

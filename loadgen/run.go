@@ -52,6 +52,8 @@ type run struct {
 	dialers []*client.Dialer
 	shards  []*shard
 	drv     driver // reads the streams' connections
+	// readerName is the reader for the result: "epoll", "goroutine".
+	readerName string
 
 	// Stalled clients (-slow) dial with a small receive buffer and count
 	// their bytes apart; slow holds what became of them.
@@ -76,12 +78,16 @@ func Run(ctx context.Context, cfg Config) (*result.Result, error) {
 		return nil, err
 	}
 	r := &run{cfg: &cfg, drv: cfg.reader}
-	if r.drv == nil {
-		r.drv = readLoop{}
-	}
 	var err error
 	if r.ccfg, err = cfg.clientConfig(); err != nil {
 		return nil, err
+	}
+	if cfg.stream() {
+		stop, err := r.useReader()
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
 	}
 	if cfg.FeedSymbols > 0 {
 		if r.book, err = check.NewBook(cfg.Seed, cfg.FeedSymbols); err != nil {
@@ -476,6 +482,7 @@ func (r *run) result(start time.Time, wall, cpu time.Duration, lag *hdrhistogram
 		Symbols:       cfg.Symbols,
 		Start:         start.UTC(),
 		Duration:      wall.Seconds(),
+		Reader:        r.readerName,
 		Self:          selfCost(cpu, wall, lag),
 	}
 	hl, hc, hf := result.NewHistogram(), result.NewHistogram(), result.NewHistogram()

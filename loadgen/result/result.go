@@ -136,7 +136,10 @@ type Result struct {
 	Clients       int       `json:"clients"`
 	Symbols       []string  `json:"symbols,omitempty"` // the subscription filter; empty means all
 	Start         time.Time `json:"start"`
-	Duration      float64   `json:"duration_s"` // measured wall time (streams: from when the ramp is over and every client connected, to the end; drain excluded)
+	// Reader is what read the streams' connections: "epoll" (an event
+	// loop) or "goroutine" (one per client); "mixed" in a merge of both.
+	Reader   string  `json:"reader,omitempty"`
+	Duration float64 `json:"duration_s"` // measured wall time (streams: from when the ramp is over and every client connected, to the end; drain excluded)
 	// Warmup is the unrecorded time (s) before Duration (loadgen -warmup):
 	// ticks that arrived in it (or earlier, in the ramp) are not in the
 	// latency histogram nor in Messages, though the checker saw them.
@@ -243,11 +246,14 @@ func Merge(rs ...*Result) (*Result, error) {
 	if len(rs) == 0 {
 		return nil, fmt.Errorf("merge: no results")
 	}
-	out := &Result{SchemaVersion: SchemaVersion, Transport: rs[0].Transport, URL: rs[0].URL, Symbols: rs[0].Symbols, Start: rs[0].Start}
+	out := &Result{SchemaVersion: SchemaVersion, Transport: rs[0].Transport, URL: rs[0].URL, Symbols: rs[0].Symbols, Start: rs[0].Start, Reader: rs[0].Reader}
 	hl, hc, hf := NewHistogram(), NewHistogram(), NewHistogram()
 	for _, r := range rs {
 		if r.Transport != out.Transport {
 			return nil, fmt.Errorf("merge: transport %q with %q", r.Transport, out.Transport)
+		}
+		if r.Reader != out.Reader {
+			out.Reader = "mixed"
 		}
 		out.Clients += r.Clients
 		out.Connected += r.Connected
