@@ -473,9 +473,11 @@ func TestLoopWriteWouldBlock(t *testing.T) {
 	if !bytes.Equal(got, payload) {
 		t.Error("the peer got other bytes than were written")
 	}
-	if counters.Out.Load() != int64(len(payload)) {
-		t.Errorf("counted %d bytes out, wrote %d", counters.Out.Load(), len(payload))
-	}
+	// The worker counts a write once it returns, which may be after the
+	// peer read it.
+	waitFor(t, fmt.Sprintf("%d bytes counted out", len(payload)), func() bool {
+		return counters.Out.Load() == int64(len(payload))
+	})
 	unix.Shutdown(peer, unix.SHUT_WR)
 	select {
 	case err := <-log.ends:

@@ -267,6 +267,9 @@ func (p *Poll) loopStart(lc *loopConn) error {
 	for ev := p.pending(); ev != nil; ev = p.pending() {
 		lc.sink(ev)
 	}
+	// The loop decodes answers in its own buffer: the body buffer of the
+	// first answer (its ticks pointed into it) is no longer needed.
+	p.body = nil
 	return p.loopRequest(lc)
 }
 
