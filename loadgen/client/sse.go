@@ -162,7 +162,9 @@ func (s *SSE) handoff() (*Conn, []byte, error) {
 	s.cfg.brPool.Put(s.br)
 	s.br, s.resp.br = nil, nil
 	s.dc, s.left = chunkDecoder{}, s.resp.remaining
-	return s.live, pre, nil
+	c := s.live
+	s.live = nil // the loop owns the socket now
+	return c, pre, nil
 }
 
 func (s *SSE) loopStart(lc *loopConn) error {

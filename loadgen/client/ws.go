@@ -170,9 +170,10 @@ func (w *WS) handoff() (*Conn, []byte, error) {
 	if !w.cfg.Handoff {
 		return nil, nil, errors.New("ws: Config.Handoff is off: the handshake may have buffered frames")
 	}
-	w.ws = nil
+	c := w.live
+	w.ws, w.live = nil, nil // the loop owns the socket now
 	w.msg, w.inMsg = nil, false
-	return w.live, nil, nil
+	return c, nil, nil
 }
 
 func (w *WS) loopStart(lc *loopConn) error {
