@@ -20,6 +20,11 @@ const (
 	// seconds to keep its connection, short enough that idle connections
 	// give their descriptors back soon.
 	DefaultIdleTimeout = 15 * time.Second
+	// DefaultSndBuf caps each connection's kernel send buffer (SO_SNDBUF;
+	// Linux doubles it and counts its bookkeeping in it): a client that
+	// stops reading holds at most about 2×DefaultSndBuf bytes of kernel
+	// memory. The kernel's autotuning would let it grow to 4 MiB.
+	DefaultSndBuf = 64 << 10
 )
 
 // Limits bound what the connections of one server process may hold.
@@ -31,6 +36,9 @@ type Limits struct {
 	// those, new connections are closed at once.
 	Conns   int
 	Reserve int
+	// SndBuf is the SO_SNDBUF set on every accepted connection; 0 leaves
+	// the kernel's autotuning.
+	SndBuf int
 	// HeaderTimeout bounds reading a request (its head: a declared body is
 	// refused). Zero: DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
@@ -64,7 +72,7 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 	if lim.IdleTimeout <= 0 {
 		lim.IdleTimeout = DefaultIdleTimeout
 	}
-	l := &limitListener{TCPListener: ln, s: s}
+	l := &limitListener{TCPListener: ln, s: s, sndbuf: lim.SndBuf}
 	if lim.Conns > 0 {
 		l.max, l.reserve = int64(lim.Conns), int64(max(lim.Reserve, 0))
 	}

@@ -45,11 +45,13 @@ type limitListener struct {
 	s       *Server
 	max     int64 // normal connections; 0: no bound (and no reserve)
 	reserve int64
+	sndbuf  int
 	open    atomic.Int64
 	lastLog atomic.Int64
 }
 
-// Accept returns the next connection within the bound.
+// Accept returns the next connection within the bound, set up with the
+// send buffer cap.
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.AcceptTCP()
@@ -67,6 +69,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.s.metrics.Refused.WithLabelValues("any", metrics.ReasonReserveFull).Inc()
 			l.warn("connection bound and its reserve are full: new connections are closed at accept")
 			continue
+		}
+		if l.sndbuf > 0 {
+			if err := c.SetWriteBuffer(l.sndbuf); err != nil {
+				l.s.cfg.Logger.Debug("set SO_SNDBUF", slog.Int("bytes", l.sndbuf), slog.Any("err", err))
+			}
 		}
 		lc := &limitedConn{TCPConn: c, l: l}
 		if l.max > 0 && n > l.max {

@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -301,6 +302,88 @@ func TestDescriptorExhaustion(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for scrape(t, p.addr, "pushbench_connections_accepted") > 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
+	}
+	checkServing(t, p.addr)
+}
+
+// sendQueue is the kernel send queue (tx_queue of /proc/net/tcp) of the
+// server's end of the connection from local to server.
+func sendQueue(t *testing.T, server, local string) (int, bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Skipf("no /proc/net/tcp: %v", err)
+	}
+	want := procAddr(t, server) + " " + procAddr(t, local)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[1]+" "+f[2] != want {
+			continue
+		}
+		tx, _, _ := strings.Cut(f[4], ":")
+		n, err := strconv.ParseUint(tx, 16, 32)
+		if err != nil {
+			t.Fatalf("tx_queue %q: %v", f[4], err)
+		}
+		return int(n), true
+	}
+	return 0, false
+}
+
+// procAddr writes an IPv4 host:port as /proc/net/tcp does: the address as a
+// little-endian hex word, then the port in hex.
+func procAddr(t *testing.T, hostport string) string {
+	ap, err := net.ResolveTCPAddr("tcp4", hostport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := ap.IP.To4()
+	return strings.ToUpper(hex.EncodeToString([]byte{ip[3], ip[2], ip[1], ip[0]})) + fmt.Sprintf(":%04X", ap.Port)
+}
+
+// TestStalledClientSendQueueBounded: a client that asks for a fast stream
+// and never reads holds at most 256 KiB of the server's kernel send queue.
+func TestStalledClientSendQueueBounded(t *testing.T) {
+	const bound = 256 << 10
+	p := startBinary(t, 0, "-transport", "all", "-log", "warn", "-rate", "20000", "-write-timeout", "1m")
+	for _, tc := range []struct{ name, request string }{
+		{"sse", "GET /sse HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{"ws", "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, tc.request); err != nil {
+				t.Fatal(err)
+			}
+			// The queue grows while the client's receive window fills, then
+			// stops at the server's send buffer: wait until it has not
+			// changed for a second (the feed keeps publishing meanwhile).
+			var last, peak, still int
+			for deadline := time.Now().Add(30 * time.Second); still < 20; time.Sleep(50 * time.Millisecond) {
+				q, ok := sendQueue(t, p.addr, c.LocalAddr().String())
+				if !ok {
+					t.Fatal("server side of the connection not in /proc/net/tcp")
+				}
+				peak = max(peak, q)
+				if peak > bound {
+					t.Fatalf("server send queue of a stalled client reached %d bytes, over %d", peak, bound)
+				}
+				if q > 0 && q == last {
+					still++
+				} else {
+					still = 0
+				}
+				last = q
+				if time.Now().After(deadline) {
+					t.Fatalf("send queue never settled: %d bytes", q)
+				}
+			}
+			t.Logf("server send queue of a stalled %s client: %d bytes", tc.name, peak)
+		})
 	}
 	checkServing(t, p.addr)
 }

@@ -27,6 +27,13 @@ import (
 // shutdownTimeout bounds a graceful stop.
 const shutdownTimeout = 5 * time.Second
 
+// -sndbuf bounds: Linux clamps smaller values to about 4.6 KiB, and a larger
+// buffer defeats the purpose of the flag.
+const (
+	minSndBuf = 4 << 10
+	maxSndBuf = 64 << 20
+)
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
@@ -48,6 +55,7 @@ func run(args []string, stderr io.Writer) int {
 		maxConns     = fs.Int("max-conns", 0, fmt.Sprintf("cap on streaming clients and held polls (0: the open-files limit minus %d)", server.FDReserve))
 		headerTO     = fs.Duration("header-timeout", server.DefaultHeaderTimeout, "time allowed to read a request's head; a request that declares a body gets 400 (no endpoint takes one)")
 		idleTO       = fs.Duration("idle-timeout", server.DefaultIdleTimeout, "a keep-alive connection that has not begun its next request within this is closed")
+		sndbuf       = fs.Int("sndbuf", server.DefaultSndBuf, "SO_SNDBUF of every connection, bytes: bounds the kernel memory a client that stops reading holds (Linux doubles it; 0: the kernel's autotuning, up to 4 MiB)")
 		allowOrigin  = fs.String("allow-origin", "", "WebSocket origins allowed besides same-origin, comma separated, or * for any")
 		logLevel     = fs.String("log", "info", "log level: debug, info, warn or error")
 	)
@@ -103,6 +111,9 @@ func run(args []string, stderr io.Writer) int {
 	if *maxConns < 0 {
 		return fail("-max-conns must be >= 0, got %d", *maxConns)
 	}
+	if *sndbuf != 0 && (*sndbuf < minSndBuf || *sndbuf > maxSndBuf) {
+		return fail("-sndbuf must be 0 or %d..%d bytes, got %d", minSndBuf, maxSndBuf, *sndbuf)
+	}
 	if _, _, err := net.SplitHostPort(*addr); err != nil {
 		return fail("-addr must be host:port, got %q", *addr)
 	}
@@ -146,7 +157,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "server: listen: %v\n", err)
 		return 1
 	}
-	hs, limited := srv.HTTP(ln, server.Limits{Conns: budget, Reserve: server.ReserveConns,
+	hs, limited := srv.HTTP(ln, server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
 		HeaderTimeout: *headerTO, IdleTimeout: *idleTO})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -25,6 +25,10 @@ func TestBadFlagsExit2WithOneLine(t *testing.T) {
 		{"-max-conns", "-3"},
 		{"-header-timeout", "0s"},
 		{"-idle-timeout", "-1s"},
+		{"-sndbuf", "-1"},
+		{"-sndbuf", "100"},
+		{"-sndbuf", "1000000000"},
+		{"-sndbuf", "64k"},
 		{"-log", "loud"},
 		{"-nope"},
 		{"extra-arg"},
@@ -40,7 +44,7 @@ func TestBadFlagsExit2WithOneLine(t *testing.T) {
 	if code := run([]string{"-h"}, &stderr); code != 0 {
 		t.Errorf("-h: exit %d, %q", code, stderr.String())
 	}
-	for _, flag := range []string{"-transport", "-header-timeout", "-idle-timeout"} {
+	for _, flag := range []string{"-transport", "-header-timeout", "-idle-timeout", "-sndbuf"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("-h does not document %s", flag)
 		}
