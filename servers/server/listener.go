@@ -65,9 +65,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		n := l.open.Add(1)
 		if l.max > 0 && n > l.max+l.reserve {
 			l.open.Add(-1)
-			_ = c.Close()
-			l.s.metrics.Refused.WithLabelValues("any", metrics.ReasonReserveFull).Inc()
+			l.s.metrics.Refused.WithLabelValues("any", metrics.ReasonReserveFull).Inc() // before the client can see it
 			l.warn("connection bound and its reserve are full: new connections are closed at accept")
+			_ = c.Close()
 			continue
 		}
 		if l.sndbuf > 0 {
