@@ -47,7 +47,8 @@ type limitListener struct {
 	reserve int64
 	sndbuf  int
 	open    atomic.Int64
-	lastLog atomic.Int64
+	// When each warning was last logged, so that one does not hide another.
+	warnedEMFILE, warnedBound, warnedFull atomic.Int64
 }
 
 // Accept returns the next connection within the bound, set up with the
@@ -58,7 +59,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				l.s.metrics.AcceptErrors.Inc()
-				l.warn("accept: out of file descriptors; new clients wait in the backlog until some leave", slog.Any("err", err))
+				l.warn(&l.warnedEMFILE, "accept: out of file descriptors; new clients wait in the backlog until some leave", slog.Any("err", err))
 			}
 			return nil, err
 		}
@@ -66,7 +67,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.max > 0 && n > l.max+l.reserve {
 			l.open.Add(-1)
 			l.s.metrics.Refused.WithLabelValues("any", metrics.ReasonReserveFull).Inc() // before the client can see it
-			l.warn("connection bound and its reserve are full: new connections are closed at accept")
+			l.warn(&l.warnedFull, "connection bound and its reserve are full: new connections are closed at accept")
 			_ = c.Close()
 			continue
 		}
@@ -79,7 +80,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.max > 0 && n > l.max {
 			lc.until = time.Now().Add(ReserveTimeout)
 			_ = c.SetDeadline(lc.until)
-			l.warn("connection bound reached: new clients get 503, /healthz and /metrics are served from the reserve")
+			l.warn(&l.warnedBound, "connection bound reached: new clients get 503, /healthz and /metrics are served from the reserve")
 		}
 		l.s.metrics.Accepted.Inc()
 		return lc, nil
@@ -87,10 +88,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 }
 
 // warn logs msg with the open connections and admitted clients, at most
-// once a second.
-func (l *limitListener) warn(msg string, attrs ...any) {
+// once a second per warning (last holds when it was last logged).
+func (l *limitListener) warn(last *atomic.Int64, msg string, attrs ...any) {
 	now := time.Now().UnixNano()
-	if last := l.lastLog.Load(); now-last > int64(time.Second) && l.lastLog.CompareAndSwap(last, now) {
+	if prev := last.Load(); now-prev > int64(time.Second) && last.CompareAndSwap(prev, now) {
 		attrs = append(attrs, slog.Int64("conns", l.open.Load()), slog.Int64("bound", l.max),
 			slog.Int64("reserve", l.reserve), slog.Int64("clients", l.s.Open()))
 		l.s.cfg.Logger.Warn(msg, attrs...)
