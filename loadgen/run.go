@@ -203,6 +203,7 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 	stallCtx, stopStall := context.WithCancel(runCtx)
 	defer stopStall()
 	var slowWG sync.WaitGroup
+	r.startReach()
 	if cfg.Warmup > 0 {
 		r.recordFrom.Store(math.MaxInt64) // until the warm-up ends
 	}
@@ -340,6 +341,7 @@ wait:
 		res.Counts.Reconnects += st.reconnects
 		res.Counts.Malformed += st.malformed
 	}
+	r.addReach(res, streamSubs(states, h))
 	if res.SlowClients > 0 {
 		res.Slow = result.Slow{
 			Stalled: r.slow.stalled.Load(), Dropped: r.slow.dropped.Load(), Open: r.slow.open.Load(),

@@ -42,6 +42,7 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	for i := range polls {
 		polls[i] = &poller{chk: check.New(r.book, r.filter)}
 	}
+	r.startReach()
 	base := strings.TrimSuffix(cfg.URL.String(), "/") + "/poll?timeout=0s&max=" + strconv.Itoa(client.DefaultPollMax)
 	if len(cfg.Symbols) > 0 {
 		base += "&symbols=" + url.QueryEscape(strings.Join(cfg.Symbols, ","))
@@ -132,6 +133,7 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	out := r.result(start, wall, cpu, lag)
 	out.Counts = total
 	out.Requests = counters.Requests.Load()
+	subs := make([]owedTo, 0, len(polls))
 	for _, p := range polls {
 		if p.ok {
 			out.Connected++
@@ -142,7 +144,9 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 			h--
 		}
 		addCounts(&out.Counts, p.chk.Finish(h))
+		subs = append(subs, owedTo{p.chk, h})
 	}
+	r.addReach(out, subs)
 	out.Messages = recorded
 	if cfg.Warmup > 0 {
 		out.Warmup = cfg.Warmup.Seconds()
