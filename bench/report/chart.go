@@ -21,12 +21,16 @@ type Chart struct {
 	Metric    Metric
 	Transport string
 	Lines     []Metric
+	Labels    []string // legend of each of Lines
 	File      string // file name inside the run's directory, e.g. steady_p99.svg
 	Title     string
 }
 
 // reachLines are the lines of a reach chart, labelled by share.
-var reachLines = []Metric{MetricReach50, MetricReach99, MetricReach100}
+var (
+	reachLines  = []Metric{MetricReach50, MetricReach99, MetricReach100}
+	reachLabels = []string{"50% of subscriptions", "99%", "100%"}
+)
 
 // chartKinds are the figures charted for every scenario: tail latency,
 // memory per connection, CPU per delivery.
@@ -82,9 +86,9 @@ func Charts(r *Report, format string) []Chart {
 			}
 			if has {
 				out = append(out, Chart{
-					Scenario: sc, Metric: MetricReach99, Transport: tr, Lines: reachLines,
+					Scenario: sc, Metric: MetricReach99, Transport: tr, Lines: reachLines, Labels: reachLabels,
 					File:  fmt.Sprintf("%s_reach_%s.%s", sc, tr, format),
-					Title: fmt.Sprintf("%s, %s: time to reach 50/99/100%% of subscriptions (ms) vs clients", sc, tr),
+					Title: fmt.Sprintf("%s, %s: median time for a tick to reach 50/99/100%% of its subscriptions (ms)", sc, tr),
 				})
 			}
 		}
@@ -107,7 +111,10 @@ func (c Chart) lines(r *Report) []line {
 	var out []line
 	if c.Transport != "" {
 		for i, m := range c.Lines {
-			label := strings.TrimSuffix(strings.TrimPrefix(m.Header, "reach "), " ms")
+			label := m.Header
+			if i < len(c.Labels) {
+				label = c.Labels[i]
+			}
 			out = append(out, line{label: label, transport: c.Transport, metric: m, style: i})
 		}
 		return out

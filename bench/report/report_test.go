@@ -381,7 +381,7 @@ func TestCharts(t *testing.T) {
 			case "svg":
 				legend := "poll"
 				if c.Transport != "" {
-					legend = "p100"
+					legend = "99%"
 				}
 				if !bytes.Contains(b[:min(len(b), 200)], []byte("<svg")) || !bytes.Contains(b, []byte(legend)) {
 					t.Errorf("%s is not an SVG with a legend", c.File)
