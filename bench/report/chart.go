@@ -22,7 +22,7 @@ type Chart struct {
 	Transport string
 	Lines     []Metric
 	Labels    []string // legend of each of Lines
-	File      string // file name inside the run's directory, e.g. steady_p99.svg
+	File      string   // file name inside the run's directory, e.g. steady_p99.svg
 	Title     string
 }
 
