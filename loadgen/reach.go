@@ -3,6 +3,7 @@ package loadgen
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/pushbench/pushbench/loadgen/check"
 	"github.com/pushbench/pushbench/loadgen/reach"
@@ -90,4 +91,32 @@ func (r *run) addReach(res *result.Result, subs []owedTo) {
 	if d := res.Reach.Dropped; d > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("reach: %d arrivals not kept (seqs more than %d apart)", d, reach.MaxSeqs))
 	}
+}
+
+// reachLine is the summary's line on reach, "" without reach: per share,
+// the p50, p99 and max over the ticks of the time to reach it, and the
+// ticks that never did.
+func reachLine(rc *result.Reach) string {
+	if rc == nil {
+		return ""
+	}
+	if rc.Ticks == 0 {
+		return "reach        no tick owed in the measured window\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "reach        time until a tick reached 50%% / 99%% / 100%% of the subscriptions owed it, over %d ticks:\n", rc.Ticks)
+	for _, pct := range reach.Shares {
+		d := rc.Dist(pct)
+		fmt.Fprintf(&b, "  %4d%%      ", pct)
+		if d.Reached > 0 {
+			fmt.Fprintf(&b, "p50 %s  p99 %s  max %s ms", ms(d.P50), ms(d.P99), ms(d.Max))
+		} else {
+			b.WriteString("none")
+		}
+		if d.Never > 0 {
+			fmt.Fprintf(&b, "  (%d ticks never did)", d.Never)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }
