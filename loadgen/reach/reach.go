@@ -42,7 +42,7 @@ import (
 )
 
 // MaxSeqs bounds the seqs one Recorder or Set spans: 2^20 seqs, 8.7 minutes
-// at 2,000 ticks/s, about 32 MiB of Recorder. Arrivals of seqs beyond it
+// at 2,000 ticks/s, 40 MiB of Recorder slots. Arrivals of seqs beyond it
 // (a run far longer, or a server sending wild seqs) are counted as Dropped.
 const MaxSeqs = 1 << 20
 
