@@ -430,3 +430,55 @@ func TestMetricFormat(t *testing.T) {
 		t.Errorf("FormatStat equal = %q", got)
 	}
 }
+
+// TestLoadWithoutReach loads a results.json written before reach existed
+// (the sample's, with every reach field removed, as in results/example):
+// it renders, with no reach figure and no reach chart.
+func TestLoadWithoutReach(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(render(t, NewJSONReporter(sampleReport(t))), &doc); err != nil {
+		t.Fatal(err)
+	}
+	removed := 0
+	for _, c := range doc["cells"].([]any) {
+		for _, run := range c.(map[string]any)["runs"].([]any) {
+			run := run.(map[string]any)
+			if res, ok := run["result"].(map[string]any); ok {
+				if _, ok := res["reach"]; ok {
+					delete(res, "reach")
+					removed++
+				}
+			}
+			for k := range run["figures"].(map[string]any) {
+				if strings.HasPrefix(k, "Reach") {
+					delete(run["figures"].(map[string]any), k)
+				}
+			}
+		}
+	}
+	if removed == 0 {
+		t.Fatal("the sample has no reach to remove")
+	}
+	old, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Load(bytes.NewReader(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Cells {
+		if st := c.Summary.Stat(MetricReach99); st.Median.Valid() {
+			t.Errorf("%s: reach %+v from a file without reach", c.Key(), st)
+		}
+	}
+	for _, c := range Charts(r, "svg") {
+		if c.Transport != "" {
+			t.Errorf("reach chart %s without reach data", c.File)
+		}
+	}
+	if tables := string(render(t, NewTablesReporter(r, ASCII))); !strings.Contains(tables, "reach p99 ms") {
+		t.Errorf("no reach column:\n%s", tables)
+	}
+	render(t, NewSummaryReporter(r, Charts(r, "svg")))
+}
