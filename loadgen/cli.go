@@ -26,8 +26,9 @@ const (
 
 const usageHead = `loadgen opens many clients of one transport against a pushbench server (or
 any server that speaks PROTOCOL.md) and reports latency (arrival minus each
-tick's scheduled ts), throughput, delivery correctness per subscription,
-bytes on the wire and its own CPU and memory.
+tick's scheduled ts), reach (per tick, the time until 50%, 99% and 100% of
+the subscriptions owed it had it), throughput, delivery correctness per
+subscription, bytes on the wire and its own CPU and memory.
 
 Usage: loadgen -transport sse|ws|poll|shortpoll|storm-sse|storm-ws|storm-poll -url http://HOST:PORT [flags]
 

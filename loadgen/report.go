@@ -85,6 +85,7 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	pct("latency", r.Latency, "; arrival - scheduled ts")
 	pct("connect", r.Connect, "")
 	pct("first tick", r.FirstTick, "")
+	b.WriteString(reachLine(r.Reach))
 	p("delivery     expected %s  received %s  missing %d  duplicates %d  out of order %d  gaps %d (%d ticks)\n",
 		group(c.Expected), group(c.Received), c.Missing, c.Duplicates, c.OutOfOrder, c.Gaps, c.GapTicks)
 	p("             wrong symbol %d  wrong content %d  stalled %d  malformed %d\n",

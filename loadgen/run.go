@@ -178,6 +178,7 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 		subs[i].slow = slow
 	}
 
+	r.startReach()
 	if cfg.Warmup > 0 {
 		r.recordFrom.Store(math.MaxInt64) // until the warm-up ends
 	}
@@ -207,6 +208,7 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 		}
 		addCounts(&res.Counts, s.counts(w.h))
 	}
+	r.addReach(res, streamSubs(subs, w.h))
 	if res.SlowClients > 0 {
 		res.Slow = result.Slow{
 			Stalled: r.slow.stalled.Load(), Dropped: r.slow.dropped.Load(), Open: r.slow.open.Load(),

@@ -175,6 +175,9 @@ type Result struct {
 	HistLatency   string      `json:"hist_latency"`
 	HistConnect   string      `json:"hist_connect"`
 	HistFirstTick string      `json:"hist_first_tick"`
+	// Reach is the per-tick reach (sse, ws, poll, shortpoll); absent in
+	// older results and the storm modes.
+	Reach *Reach `json:"reach,omitempty"`
 }
 
 // Write writes r as indented JSON to path.
@@ -339,6 +342,9 @@ func Merge(rs ...*Result) (*Result, error) {
 		return nil, err
 	}
 	if out.HistFirstTick, err = EncodeHist(hf); err != nil {
+		return nil, err
+	}
+	if out.Reach, err = mergeReach(rs); err != nil {
 		return nil, err
 	}
 	return out, nil
