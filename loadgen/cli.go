@@ -198,7 +198,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 			return ExitError
 		}
 	}
-	if strict && len(Faults(res)) > 0 {
+	if strict && len(res.Counts.Faults()) > 0 {
 		return ExitFaults
 	}
 	return ExitOK

@@ -137,7 +137,7 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 		if h > 0 {
 			h--
 		}
-		addCounts(&out.Counts, p.sub.counts(h))
+		out.Counts.Add(p.sub.counts(h))
 		out.Messages += p.sub.recorded
 	}
 	if cfg.Warmup > 0 {

@@ -195,15 +195,10 @@ func (c *Cell) Key() string { return fmt.Sprintf("%s/%s/%d", c.Scenario, c.Trans
 
 // Merged holds the histograms of all the repeats of a cell merged exactly.
 type Merged struct {
-	Runs          int                `json:"runs"`
-	Latency       result.Percentiles `json:"latency"`
-	Connect       result.Percentiles `json:"connect"`
-	FirstTick     result.Percentiles `json:"first_tick"`
-	HistLatency   string             `json:"hist_latency"`
-	HistConnect   string             `json:"hist_connect"`
-	HistFirstTick string             `json:"hist_first_tick"`
-	Counts        result.Counts      `json:"counts"` // summed over the repeats
-	Failures      map[string]int64   `json:"failures,omitempty"`
+	Runs int `json:"runs"`
+	result.Dists
+	Counts   result.Counts    `json:"counts"` // summed over the repeats
+	Failures map[string]int64 `json:"failures,omitempty"`
 }
 
 // Results is the whole file results.json.
