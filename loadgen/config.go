@@ -13,11 +13,13 @@
 //     second, paced by vegeta, each measured for time to connect and time
 //     to first tick.
 //
-// Ownership: Run owns every goroutine it starts (one per client, plus the
-// spawner, churner, progress reporter and lag probe) and returns only after
-// all of them ended. Measurements go into a few shards (one histogram set
-// and counters each, guarded by a mutex) that clients pick by index, and are
-// merged once at the end, as wrk2 merges its per-thread histograms.
+// Ownership: Run owns every goroutine it starts (one per client with the
+// goroutine reader, plus the spawner, churner, progress reporter and lag
+// probe) and returns only after all of them ended, and after every
+// connection it handed to a reader ended. Measurements go into a few
+// shards (one histogram set and counters each, guarded by a mutex) that
+// clients pick by index, and are merged once at the end, as wrk2 merges
+// its per-thread histograms.
 package loadgen
 
 import (

@@ -1,9 +1,10 @@
 // Package report holds what a bench run measured and renders it.
 //
 // It follows vegeta's split between accumulating and rendering: a Report
-// collects one Run per (scenario, transport, clients, repeat) with Add, Close
-// groups them into Cells and computes each figure as the median of the
-// repeats with its min–max, and a Reporter (a func(io.Writer) error closing
+// files one Run per (scenario, transport, clients, repeat) into its Cell
+// with Add, Close orders the cells, merges each one's histograms and
+// computes each figure as the median of the repeats with its min–max, and
+// a Reporter (a func(io.Writer) error closing
 // over the Report) renders it as ASCII or Markdown tables, JSON, Go benchmark
 // format for benchstat, charts, or the whole summary.md. Rendering never
 // measures and measuring never renders, so every output can be regenerated
@@ -223,7 +224,9 @@ func New(cfg Config, env Env, started time.Time) *Report {
 	return &Report{Results: Results{SchemaVersion: SchemaVersion, Started: started.UTC(), Config: cfg, Env: env}}
 }
 
-// Add records one run. Figures are derived here, once.
+// Add records one run and derives its figures. Load derives them again from
+// the stored results, so that a results.json renders with the current
+// rules.
 func (r *Report) Add(run Run) {
 	run.Figures = Derive(&run)
 	r.closed = false

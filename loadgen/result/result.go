@@ -257,7 +257,11 @@ type Result struct {
 	Clients       int       `json:"clients"`
 	Symbols       []string  `json:"symbols,omitempty"` // the subscription filter; empty means all
 	Start         time.Time `json:"start"`
-	Duration      float64   `json:"duration_s"` // measured wall time (streams: from when the ramp is over and every client connected, to the end; drain excluded)
+	// Duration is the measured wall time (s). Streams: from the end of the
+	// warm-up (without one: the ramp over and every client connected) to
+	// the end, drain excluded; shortpoll: the attack after the warm-up;
+	// storm: the whole run.
+	Duration float64 `json:"duration_s"`
 	// Warmup is the unrecorded time (s) before Duration (loadgen -warmup):
 	// ticks that arrived in it (or earlier, in the ramp) are not in the
 	// latency histogram nor in Messages, though the checker saw them.
@@ -267,7 +271,11 @@ type Result struct {
 	SlowClients int  `json:"slow_clients,omitempty"`
 	Slow        Slow `json:"slow,omitzero"`
 
-	Connected int64            `json:"connected"`          // clients connected at the end (stalled ones included: Slow says whether the server still held them)
+	// Connected: streams, clients connected at the end of the window
+	// (stalled ones included: Slow says whether the server still held
+	// them); shortpoll, pollers that got an answer; storm, connections
+	// that reached their first tick.
+	Connected int64            `json:"connected"`
 	Failures  map[string]int64 `json:"failures,omitempty"` // failed connections by cause: refused, reset, timeout, emfile, http_503, ...
 	Requests  int64            `json:"requests,omitempty"` // HTTP requests made (polling)
 	// FailureSamples holds one error message per failure cause.
@@ -278,7 +286,7 @@ type Result struct {
 	// FeedRate is the feed's rate in ticks/s as learned from the ticks' ts.
 	FeedRate float64 `json:"feed_rate,omitempty"`
 
-	Messages   int64   `json:"messages"`                // ticks received during Duration (Counts.Received counts the whole run)
+	Messages   int64   `json:"messages"`                // ticks received during Duration (Counts.Received counts the whole run; storm: the same)
 	MsgsPerSec float64 `json:"msgs_per_sec"`            // Messages / Duration
 	PerClient  float64 `json:"msgs_per_sec_per_client"` // MsgsPerSec / (Clients - SlowClients)
 

@@ -138,7 +138,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		pollEvery  = fs.Duration("poll-interval", DefaultPollEvery, "shortpoll: each client polls this often")
 		out        = fs.String("out", "results", "directory for results: each run writes OUT/<UTC timestamp>/ and points OUT/latest at it")
 		serverBin  = fs.String("server", "bin/server", "server binary (make build)")
-		loadgenBin = fs.String("loadgen", "bin/loadgen", "load generator binary (make build)")
+		loadgenBin = fs.String("loadgen", "bin/loadgen", "load generator binary, built from the same tree (make build): bench passes it this version's flags")
 		pin        = fs.String("pin", "auto", "CPU pinning: auto (taskset if found), taskset, sched_setaffinity or off")
 		charts     = fs.String("charts", "svg", "chart format: svg, png or none")
 		prog       = fs.String("progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or off")
