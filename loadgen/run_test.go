@@ -116,7 +116,7 @@ func startServerConfig(t testing.TB, cfg server.Config) string {
 func clean(t testing.TB, res *result.Result) {
 	t.Helper()
 	c := res.Counts
-	if f := Faults(res); len(f) > 0 {
+	if f := res.Counts.Faults(); len(f) > 0 {
 		t.Errorf("faults: %v; counts %+v; failures %v %v", f, c, res.Failures, res.FailureSamples)
 	}
 	if c.Expected == 0 || c.Received != c.Expected || c.Gaps != 0 {

@@ -139,7 +139,7 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 		if h > 0 {
 			h--
 		}
-		addCounts(&out.Counts, p.sub.counts(h))
+		out.Counts.Add(p.sub.counts(h))
 		out.Messages += p.sub.recorded
 		subs = append(subs, owedTo{p.sub.chk, h})
 	}

@@ -125,7 +125,7 @@ func TestWarmup(t *testing.T) {
 		res  *result.Result
 	}{{"sse", w}, {"shortpoll", s}} {
 		c := r.res.Counts
-		if f := Faults(r.res); len(f) > 0 || c.Received != c.Expected || c.Received == 0 {
+		if f := r.res.Counts.Faults(); len(f) > 0 || c.Received != c.Expected || c.Received == 0 {
 			t.Errorf("%s with warm-up: faults %v, received %d of %d", r.name, f, c.Received, c.Expected)
 		}
 		if n := r.res.Latency.Count; n == 0 || n >= c.Received {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/pushbench/pushbench/loadgen/reach"
 	"github.com/pushbench/pushbench/loadgen/result"
 )
@@ -151,17 +150,7 @@ func Derive(run *Run) Figures {
 		}
 	}
 	f.Saturated = res.Self.Saturated
-	var why []string
-	for _, w := range []struct {
-		n    int64
-		what string
-	}{{c.Missing, "missing"}, {c.Duplicates, "duplicates"}, {c.OutOfOrder, "out of order"},
-		{c.WrongSymbol, "wrong symbol"}, {c.WrongContent, "wrong content"}, {c.Malformed, "malformed"},
-		{c.Stalled, "stalled subscriptions"}} {
-		if w.n > 0 {
-			why = append(why, fmt.Sprintf("%d %s", w.n, w.what))
-		}
-	}
+	why := c.Faults()
 	f.Incorrect = len(why) > 0
 	f.Why = strings.Join(why, ", ")
 	return f
@@ -327,6 +316,9 @@ type Summary struct {
 	Crashed   int             `json:"crashed,omitempty"`   // repeats where the server crashed
 	Failed    int             `json:"failed,omitempty"`    // repeats with no result, crashes included
 	Notes     []string        `json:"notes,omitempty"`     // one line each, for the notes column and the prose
+	// Partial says why not every client connected in some repeat (its
+	// note); empty when they all did.
+	Partial string `json:"partial,omitempty"`
 }
 
 // Stat returns the summary of m, missing if absent.
@@ -400,7 +392,8 @@ func Summarize(scenario string, runs []Run) Summary {
 		// server dropped (a slow consumer) and that is reconnecting at the
 		// end is counted by the correctness figures instead.
 		if r.Result.Connected < int64(r.Clients) && r.Figures.Failures > 0 && scenario != Churn && scenario != Storm {
-			s.Notes = append(s.Notes, fmt.Sprintf("only %d/%d clients connected (%s)", r.Result.Connected, r.Clients, failureText(r.Result.Failures)))
+			s.Partial = fmt.Sprintf("only %d/%d clients connected (%s)", r.Result.Connected, r.Clients, failureText(r.Result.Failures))
+			s.Notes = append(s.Notes, s.Partial)
 			break
 		}
 	}
@@ -461,7 +454,7 @@ func failureText(m map[string]int64) string {
 // (HDR merge, same bounds everywhere) and sums their counts. It returns nil
 // when no repeat succeeded.
 func MergeRuns(runs []Run) (*Merged, error) {
-	hl, hc, hf := result.NewHistogram(), result.NewHistogram(), result.NewHistogram()
+	hs := result.NewHists()
 	m := &Merged{}
 	for i := range runs {
 		r := &runs[i]
@@ -469,50 +462,17 @@ func MergeRuns(runs []Run) (*Merged, error) {
 			continue
 		}
 		m.Runs++
-		for _, p := range []struct {
-			dst *hdrhistogram.Histogram
-			src string
-		}{{hl, r.Result.HistLatency}, {hc, r.Result.HistConnect}, {hf, r.Result.HistFirstTick}} {
-			h, err := result.DecodeHist(p.src)
-			if err != nil {
-				return nil, fmt.Errorf("repeat %d: %w", r.Repeat, err)
-			}
-			if dropped := p.dst.Merge(h); dropped != 0 {
-				return nil, fmt.Errorf("repeat %d: %d histogram values out of range", r.Repeat, dropped)
-			}
+		if err := hs.AddDists(&r.Result.Dists); err != nil {
+			return nil, fmt.Errorf("repeat %d: %w", r.Repeat, err)
 		}
-		c, rc := &m.Counts, r.Result.Counts
-		c.Expected += rc.Expected
-		c.Received += rc.Received
-		c.Duplicates += rc.Duplicates
-		c.OutOfOrder += rc.OutOfOrder
-		c.Missing += rc.Missing
-		c.Gaps += rc.Gaps
-		c.GapTicks += rc.GapTicks
-		c.WrongSymbol += rc.WrongSymbol
-		c.WrongContent += rc.WrongContent
-		c.Reconnects += rc.Reconnects
-		c.Stalled += rc.Stalled
-		c.Malformed += rc.Malformed
-		for k, v := range r.Result.Failures {
-			if m.Failures == nil {
-				m.Failures = map[string]int64{}
-			}
-			m.Failures[k] += v
-		}
+		m.Counts.Add(r.Result.Counts)
+		m.Failures = result.AddFailures(m.Failures, r.Result.Failures)
 	}
 	if m.Runs == 0 {
 		return nil, nil
 	}
-	m.Latency, m.Connect, m.FirstTick = result.Summarize(hl), result.Summarize(hc), result.Summarize(hf)
 	var err error
-	if m.HistLatency, err = result.EncodeHist(hl); err != nil {
-		return nil, err
-	}
-	if m.HistConnect, err = result.EncodeHist(hc); err != nil {
-		return nil, err
-	}
-	if m.HistFirstTick, err = result.EncodeHist(hf); err != nil {
+	if m.Dists, err = hs.Dists(); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,11 +54,11 @@ func fixture(t *testing.T, transport string, clients int, loUS, hiUS int64, n in
 		SchemaVersion: result.SchemaVersion, Transport: transport, URL: "http://127.0.0.1:1", Clients: clients,
 		Start: t0, Duration: dur, Connected: int64(clients),
 		Messages: int64(n), MsgsPerSec: float64(n) / dur, PerClient: float64(n) / dur / float64(clients),
-		Counts:  result.Counts{Expected: int64(n), Received: int64(n)},
-		Bytes:   result.Bytes{Received: int64(n) * 100, PerTick: 100},
-		Self:    result.Self{CPUSeconds: 1, CPUCores: 0.2, GOMAXPROCS: 1},
-		Latency: result.Summarize(h), FirstTick: result.Summarize(ft),
-		HistLatency: hl, HistFirstTick: hf,
+		Counts: result.Counts{Expected: int64(n), Received: int64(n)},
+		Bytes:  result.Bytes{Received: int64(n) * 100, PerTick: 100},
+		Self:   result.Self{CPUSeconds: 1, CPUCores: 0.2, GOMAXPROCS: 1},
+		Dists: result.Dists{Latency: result.Summarize(h), FirstTick: result.Summarize(ft),
+			HistLatency: hl, HistFirstTick: hf},
 	}
 }
 
@@ -481,4 +482,39 @@ func TestLoadWithoutReach(t *testing.T) {
 		t.Errorf("no reach column:\n%s", tables)
 	}
 	render(t, NewSummaryReporter(r, Charts(r, "svg")))
+}
+
+// TestPartial checks that a cell where not every client connected, for
+// failed connections, is flagged PARTIAL with its reason, and that other
+// notes are not taken for it.
+func TestPartial(t *testing.T) {
+	mk := func(connected int64, failures map[string]int64, warnings ...string) Run {
+		res := fixture(t, "sse", 100, 1000, 10000, 1000)
+		res.Connected, res.Failures = connected, failures
+		run := Run{Scenario: Steady, Transport: "sse", Clients: 100, Repeat: 1, Result: res, Server: server(100, 0.5, 10000), Warnings: warnings}
+		run.Figures = Derive(&run)
+		return run
+	}
+	for _, tc := range []struct {
+		name     string
+		scenario string
+		run      Run
+		partial  bool
+	}{
+		{"all connected", Steady, mk(100, nil, "only 1 server samples inside the measuring window"), false},
+		{"refused clients", Steady, mk(90, map[string]int64{"http_503": 10}), true},
+		{"dropped, reconnecting at the end", Steady, mk(90, nil), false},
+		{"churn: clients between connections", Churn, mk(90, map[string]int64{"reset": 3}), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Summarize(tc.scenario, []Run{tc.run})
+			flagged := strings.Contains(Flags(&s), "PARTIAL")
+			if flagged != tc.partial || (s.Partial != "") != tc.partial {
+				t.Fatalf("flags %q, partial %q, want partial %v", Flags(&s), s.Partial, tc.partial)
+			}
+			if tc.partial && (!strings.Contains(s.Partial, "90/100") || !slices.Contains(s.Notes, s.Partial)) {
+				t.Errorf("partial %q, notes %q: want the reason, in the notes too", s.Partial, s.Notes)
+			}
+		})
+	}
 }

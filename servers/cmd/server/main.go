@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushbench/pushbench/internal/rlimit"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/server"
 	"github.com/pushbench/pushbench/servers/sse"
@@ -123,9 +124,11 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	soft, hard, err := raiseOpenFiles()
+	soft, hard, err := rlimit.RaiseFiles()
 	if err != nil {
-		log.Warn("could not raise the open-files limit", "soft", soft, "hard", hard, "err", err)
+		log.Warn("could not read the open-files limit", "err", err)
+	} else if soft < hard {
+		log.Warn("could not raise the open-files limit to the hard limit", "soft", soft, "hard", hard)
 	}
 	// Every connection holds a descriptor: the connection bound keeps
 	// FDReserve of them from clients (half for a reserve that still answers
@@ -193,22 +196,4 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return code
-}
-
-// raiseOpenFiles raises the soft RLIMIT_NOFILE to the hard limit and
-// returns the limits in force.
-func raiseOpenFiles() (soft, hard uint64, err error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, 0, fmt.Errorf("getrlimit: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		want := lim
-		want.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-			return lim.Cur, lim.Max, fmt.Errorf("setrlimit: %w", err)
-		}
-		lim = want
-	}
-	return lim.Cur, lim.Max, nil
 }
