@@ -9,6 +9,6 @@
 //
 // Concurrency: one goroutine (Feed.Run) publishes; any number of goroutines
 // read the Ring through their own cursor with Ring.Read and wait for news with
-// Ring.Wait. Publishing never waits for a reader: a reader that falls behind
+// Ring.WaitFor. Publishing never waits for a reader: a reader that falls behind
 // the oldest retained tick gets a Gap, never an unbounded queue.
 package feed

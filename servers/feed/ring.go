@@ -53,9 +53,11 @@ type Ring struct {
 	slots  []atomic.Pointer[Frame]
 	newest atomic.Uint64
 
-	mu     sync.Mutex
-	notify chan struct{} // closed and replaced on every Publish
-	closed bool
+	mu      sync.Mutex
+	notify  chan struct{} // closed and replaced on every Publish
+	takers  uint64        // WaitFor calls that got the current notify
+	wakeups uint64        // waiters woken so far, see Wakeups
+	closed  bool
 }
 
 // NewRing returns a ring that retains the last capacity frames.
@@ -97,16 +99,32 @@ func (r *Ring) Publish(frames ...*Frame) {
 	if !r.closed {
 		close(r.notify)
 		r.notify = make(chan struct{})
+		r.wakeups += r.takers
+		r.takers = 0
 	}
 	r.mu.Unlock()
 }
 
-// Wait returns a channel that is closed by the next Publish (or by Close).
-// Take it before Read so that a publish between the two is not missed.
-func (r *Ring) Wait() <-chan struct{} {
+// WaitFor returns a channel that is closed by the next Publish (or by
+// Close), for a reader whose cursor is after and whose symbols are filter.
+// Take it before Read so that a publish between the two is not missed, and
+// call cancel once done with the channel.
+func (r *Ring) WaitFor(after uint64, filter Filter) (wake <-chan struct{}, cancel func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.notify
+	if !r.closed {
+		r.takers++
+	}
+	return r.notify, func() {}
+}
+
+// Wakeups is the number of waiters that Publish and Close have woken so
+// far: the fan-out cost that is paid whether or not a waiter had anything
+// to read.
+func (r *Ring) Wakeups() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wakeups
 }
 
 // Closed reports whether Close was called: no more frames will come.
@@ -116,13 +134,15 @@ func (r *Ring) Closed() bool {
 	return r.closed
 }
 
-// Close wakes every waiter for good; Wait then returns a closed channel.
+// Close wakes every waiter for good; WaitFor then returns a closed channel.
 func (r *Ring) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.closed {
 		r.closed = true
 		close(r.notify)
+		r.wakeups += r.takers
+		r.takers = 0
 	}
 }
 
