@@ -380,25 +380,27 @@ func readUntil(r *Ring, cursor uint64, filter Filter, want []uint64) ([]uint64, 
 	return got, nil
 }
 
+// wakeKinds are the subscribers of the wake-up benchmarks: silent-future
+// waits with a resume point far ahead of the feed, other-symbol is
+// filtered to a symbol that is never published, live-all is the common
+// case (all symbols, cursor at the newest tick).
+var wakeKinds = []struct {
+	name   string
+	after  uint64
+	filter Filter
+}{
+	{"silent-future", 1e18, nil},
+	{"other-symbol", 0, NewFilter(16, []int{1})},
+	{"live-all", 0, nil},
+}
+
 // BenchmarkRingWake publishes one tick of symbol 0 per op to N goroutines
 // that wait as subscribers do (WaitFor, Read, wait), then waits until every
 // goroutine the publish woke has read and waits again. ns/op is therefore
 // the publish plus the wake-ups it caused; cpu-ns/publish adds the CPU of
 // both cores; wakeups/publish is how many goroutines one tick woke.
-// Kinds: silent-future waits with a resume point far ahead of the feed,
-// other-symbol is filtered to a symbol that is never published, live-all
-// is the common case (all symbols, cursor at the newest tick).
 func BenchmarkRingWake(b *testing.B) {
-	kinds := []struct {
-		name   string
-		after  uint64
-		filter Filter
-	}{
-		{"silent-future", 1e18, nil},
-		{"other-symbol", 0, NewFilter(16, []int{1})},
-		{"live-all", 0, nil},
-	}
-	for _, k := range kinds {
+	for _, k := range wakeKinds {
 		for _, n := range []int{1000, 6000} {
 			b.Run(fmt.Sprintf("%s/waiters=%d", k.name, n), func(b *testing.B) {
 				benchWake(b, n, k.after, k.filter)
@@ -457,4 +459,48 @@ func cpuTime(tb testing.TB) int64 {
 		tb.Fatalf("getrusage: %v", err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// BenchmarkRingPublish is the ring's own part of BenchmarkRingWake, in one
+// goroutine and without the scheduler: per op, one Publish of a symbol-0
+// tick, then each of N subscribers checks its wake channel and, if it was
+// woken, reads and takes a new one, as a subscriber loop does.
+func BenchmarkRingPublish(b *testing.B) {
+	for _, k := range wakeKinds {
+		for _, n := range []int{1000, 6000} {
+			b.Run(fmt.Sprintf("%s/waiters=%d", k.name, n), func(b *testing.B) {
+				r := NewRing(DefaultHistory)
+				type sub struct {
+					cursor uint64
+					wake   <-chan struct{}
+					cancel func()
+				}
+				subs := make([]sub, n)
+				buf := make([]*Frame, 0, 16)
+				for i := range subs {
+					subs[i].cursor = k.after
+					subs[i].wake, subs[i].cancel = r.WaitFor(k.after, k.filter)
+				}
+				w0 := r.Wakeups()
+				var seq uint64
+				b.ReportAllocs()
+				for b.Loop() {
+					seq++
+					r.Publish(&Frame{Tick: Tick{Seq: seq}})
+					for i := range subs {
+						s := &subs[i]
+						if woken(s.wake) {
+							s.cancel()
+							_, _, s.cursor = r.Read(s.cursor, k.filter, buf[:0], cap(buf))
+							s.wake, s.cancel = r.WaitFor(s.cursor, k.filter)
+						}
+					}
+				}
+				b.ReportMetric(float64(r.Wakeups()-w0)/float64(b.N), "wakeups/publish")
+				for i := range subs {
+					subs[i].cancel()
+				}
+			})
+		}
+	}
 }
