@@ -71,8 +71,8 @@ type Ring struct {
 	// set per symbol index that a publish of that symbol wakes.
 	pending  waitHeap
 	bySym    []map[*waiter]struct{}
-	filtered int // waiters in bySym
-	wakeups  uint64
+	filtered int    // waiters in bySym
+	wakeups  uint64 // see Wakeups
 	closed   bool
 }
 
@@ -115,8 +115,8 @@ func oldest(newest, capacity uint64) uint64 {
 // Publish appends frames, which must continue the sequence without a hole,
 // and wakes each waiter the frames concern (see WaitFor). It never blocks
 // on a reader. Its cost beyond storing the frames is one channel close per
-// waiter it wakes, a map lookup per frame while filtered waiters exist, and
-// a heap peek.
+// waiter it wakes, a look at each frame's symbol while filtered waiters
+// exist, and a heap peek.
 func (r *Ring) Publish(frames ...*Frame) {
 	if len(frames) == 0 {
 		return
@@ -159,26 +159,28 @@ func (r *Ring) Publish(frames ...*Frame) {
 	}
 }
 
-// WaitFor returns a channel that is closed when a publish after the call
-// brings something that Read(after, filter) would return, or when the ring
-// closes. Take it before Read, so that a publish between the two is seen
-// by one or the other, and call cancel once done with the channel (cancel
-// is idempotent and does not close it).
+// WaitFor returns a channel that is closed once a publish after the call
+// may have given Read(after, filter) something to return, or when the
+// ring closes. Take it before Read, so that a publish between the two is
+// seen by one or the other, and call cancel once done with the channel
+// (cancel may be called more than once; it does not close the channel).
 //
 // What wakes the waiter:
-//   - no filter, after <= Newest (the common case): the next publish. All
-//     such waiters share one channel; WaitFor and cancel cost a lock each.
+//   - no filter and after <= Newest (the common case): the next publish.
+//     All such waiters share one channel; WaitFor costs a lock and cancel
+//     nothing.
 //   - after > Newest, a resume point ahead of the feed: nothing until
-//     Newest reaches after+1 (and then, with a filter, a matching tick).
-//   - a filter: a publish of one of its symbols. Since such a reader's
-//     cursor moves only when it is woken, it is also woken once half the
-//     ring has been published past after, so that it can move its cursor
-//     (Read's next) past the ticks it does not want before they are
-//     evicted, and it reports no gap for them. A reader that does not move
-//     its cursor is woken next when Read would report a gap.
+//     Newest reaches after+1 (with a filter, until then a matching tick).
+//   - a filter: a publish of one of its symbols. Such a reader's cursor
+//     moves only when it is woken, so it is also woken when Newest reaches
+//     after+Cap/2: it then moves its cursor (Read's next) past the ticks
+//     it does not want before they are evicted, and reports no gap made
+//     of them. A reader that waits again with the same after is woken
+//     next when Read would report a gap (at once if it already would).
 //
-// Such a waiter costs an allocation and, with a filter of k symbols, k map
-// entries, until it is woken or cancelled.
+// Each waiter but the common case costs a few small allocations, a heap
+// entry and, with a filter of k symbols, k map entries until it is woken
+// or cancelled; a publish pays only for the waiters it wakes.
 func (r *Ring) WaitFor(after uint64, filter Filter) (wake <-chan struct{}, cancel func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
