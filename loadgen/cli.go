@@ -26,10 +26,15 @@ const (
 
 const usageHead = `loadgen opens many clients of one transport against a pushbench server (or
 any server that speaks PROTOCOL.md) and reports latency (arrival minus each
-tick's scheduled ts), throughput, delivery correctness per subscription,
-bytes on the wire and its own CPU and memory.
+tick's scheduled ts), reach (per tick, the time until 50%, 99% and 100% of
+the subscriptions owed it had it), throughput, delivery correctness per
+subscription, bytes on the wire and its own CPU and memory.
 
 Usage: loadgen -transport sse|ws|poll|shortpoll|storm-sse|storm-ws|storm-poll -url http://HOST:PORT [flags]
+
+-url is the server's base URL or the transport's endpoint itself:
+http://HOST:PORT, http://HOST:PORT/sse, ws://HOST:PORT/ws (ws:// only for
+ws), http://HOST:PORT/poll. TLS (https://, wss://) is not supported yet.
 
 Modes (-transport):
   sse, ws, poll   -clients long-lived subscriptions (poll = long polling),
@@ -95,7 +100,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 		cpuProfile string
 	)
 	fs.StringVar(&cfg.Transport, "transport", "sse", "sse, ws, poll, shortpoll, storm-sse, storm-ws or storm-poll")
-	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL (http only)")
+	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL, or the transport's endpoint (e.g. http://HOST:PORT/sse, ws://HOST:PORT/ws)")
 	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "subscriptions (sse, ws, poll), pollers (shortpoll) or connections open at once at most (storm)")
 	fs.DurationVar(&duration, "duration", DefaultDuration, "measured time, from when the ramp is over and every client connected (and the -warmup is over)")
 	fs.DurationVar(&cfg.Ramp, "ramp", 0, "spread connection opens over this time before -duration starts (streams)")
@@ -199,7 +204,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 			return ExitError
 		}
 	}
-	if strict && len(Faults(res)) > 0 {
+	if strict && len(res.Counts.Faults()) > 0 {
 		return ExitFaults
 	}
 	return ExitOK

@@ -153,3 +153,63 @@ func TestCLIRun(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCLIURLForms runs the command against the real server with -url as
+// users paste it: the base URL or the transport's endpoint, ws:// for
+// WebSocket. Every form must reach the server and show its base URL; an
+// endpoint of another transport, or TLS, is a one-line usage error that
+// says which.
+func TestCLIURLForms(t *testing.T) {
+	base := startServer(t, "all", 200)
+	host := strings.TrimPrefix(base, "http://")
+	for _, c := range []struct {
+		transport, url string
+		code           int
+		want           string // in the summary's first line, or the usage error
+	}{
+		{"sse", base, ExitOK, "loadgen sse " + base + " "},
+		{"sse", base + "/", ExitOK, "loadgen sse " + base + " "},
+		{"sse", base + "/sse", ExitOK, "loadgen sse " + base + " "},
+		{"sse", base + "/sse/", ExitOK, "loadgen sse " + base + " "},
+		{"ws", "ws://" + host, ExitOK, "loadgen ws " + base + " "},
+		{"ws", "ws://" + host + "/ws", ExitOK, "loadgen ws " + base + " "},
+		{"ws", "WS://" + host + "/ws", ExitOK, "loadgen ws " + base + " "},
+		{"ws", base + "/ws", ExitOK, "loadgen ws " + base + " "},
+		{"poll", base + "/poll", ExitOK, "loadgen poll " + base + " "},
+		{"shortpoll", base + "/poll", ExitOK, "loadgen shortpoll " + base + " "},
+		{"storm-ws", "ws://" + host + "/ws", ExitOK, "loadgen storm-ws " + base + " "},
+		{"storm-sse", base + "/sse", ExitOK, "loadgen storm-sse " + base + " "},
+		{"sse", base + "/ws", ExitUsage, "names the ws endpoint (/ws), but -transport is sse"},
+		{"ws", base + "/poll", ExitUsage, "names the poll endpoint (/poll), but -transport is ws"},
+		{"shortpoll", base + "/sse", ExitUsage, "names the sse endpoint (/sse), but -transport is shortpoll: give the base URL or its /poll endpoint"},
+		{"sse", "ws://" + host, ExitUsage, "is a WebSocket URL, but -transport is sse"},
+		{"poll", "ws://" + host + "/poll", ExitUsage, "is a WebSocket URL, but -transport is poll"},
+		{"ws", "wss://" + host + "/ws", ExitUsage, "TLS is not supported yet"},
+		{"sse", "https://" + host, ExitUsage, "TLS is not supported yet"},
+		{"sse", "ftp://" + host, ExitUsage, "http://"},
+	} {
+		t.Run(c.transport+" "+c.url, func(t *testing.T) {
+			args := []string{"-transport", c.transport, "-url", c.url, "-clients", "2", "-duration", "300ms", "-quiet", "-strict"}
+			switch {
+			case c.transport == "shortpoll":
+				args = append(args, "-interval", "50ms")
+			case strings.HasPrefix(c.transport, "storm-"):
+				args = append(args, "-rate", "20")
+			}
+			code, stdout, stderr := runMain(args...)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d: %s%s", code, c.code, stdout, stderr)
+			}
+			if c.code == ExitUsage {
+				if stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.want) {
+					t.Errorf("stdout %q, stderr %q: want one line saying %q", stdout, stderr, c.want)
+				}
+				return
+			}
+			first, _, _ := strings.Cut(stdout, "\n")
+			if !strings.HasPrefix(first, c.want) || !strings.Contains(stdout, "ok: every expected tick arrived") {
+				t.Errorf("summary does not start with %q or is not clean:\n%s", c.want, stdout)
+			}
+		})
+	}
+}

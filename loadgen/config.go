@@ -17,8 +17,9 @@
 // progress reporter and lag probe; per client a goroutine while it connects
 // or waits to reconnect, and with -reader goroutine for the whole run; with
 // the event loop a few workers read every connected client) and returns
-// only after all of them ended. Measurements go into a few shards (one histogram set
-// and counters each, guarded by a mutex) that clients pick by index, and are
+// only after all of them ended, and after every connection it handed to a
+// reader ended. Measurements go into a few shards (one histogram set and
+// counters each, guarded by a mutex) that clients pick by index, and are
 // merged once at the end, as wrk2 merges its per-thread histograms.
 package loadgen
 
@@ -58,11 +59,14 @@ const (
 // Config describes one run. The zero value of every optional field takes
 // its default.
 type Config struct {
-	Transport string   // one of Modes
-	URL       *url.URL // base URL, http://host:port
-	Clients   int      // subscriptions (streams, shortpoll) or concurrent connections (storm)
-	Duration  time.Duration
-	Ramp      time.Duration // streams: connection opens spread over this, before Duration starts
+	Transport string // one of Modes
+	// URL is the server: its base URL, http://host:port[/prefix], or the
+	// transport's endpoint (http://host:port/sse, ws://host:port/ws);
+	// Validate turns it into the base URL.
+	URL      *url.URL
+	Clients  int // subscriptions (streams, shortpoll) or concurrent connections (storm)
+	Duration time.Duration
+	Ramp     time.Duration // streams: connection opens spread over this, before Duration starts
 	// Drain is how long the run waits at the end for every subscription to
 	// receive the ticks scheduled before the end, before counting what is
 	// still missing. A stalled stream holds the run for the whole Drain.
@@ -155,15 +159,11 @@ func (c *Config) Validate() error {
 	if !slices.Contains(Modes, c.Transport) {
 		return fmt.Errorf("-transport must be one of %s, got %q", strings.Join(Modes, ", "), c.Transport)
 	}
-	if c.URL == nil {
-		return errors.New("-url is required")
+	base, err := baseURL(c.URL, c.Transport, c.clientTransport())
+	if err != nil {
+		return err
 	}
-	if c.URL.Scheme != "http" || c.URL.Host == "" || c.URL.Hostname() == "" {
-		return fmt.Errorf("-url must be an http:// base URL like http://127.0.0.1:8080, got %q", c.URL.String())
-	}
-	if c.URL.RawQuery != "" || c.URL.Fragment != "" || c.URL.User != nil {
-		return fmt.Errorf("-url must be a base URL without query, fragment or user, got %q", c.URL.String())
-	}
+	c.URL = base
 	if c.Clients < 1 {
 		return fmt.Errorf("-clients must be at least 1, got %d", c.Clients)
 	}
@@ -235,6 +235,53 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// baseURL turns what a user may paste as -url into the server's base URL,
+// http://host:port[/prefix]: the base URL itself, or the endpoint of the
+// transport (http://host:port/sse, ws://host:port/ws, .../poll), with ws://
+// for WebSocket. An endpoint of another transport is refused with a line
+// that says which, rather than turned into a 404 on a doubled path.
+// mode is the -transport given, transport the client transport it uses.
+func baseURL(u *url.URL, mode, transport string) (*url.URL, error) {
+	if u == nil {
+		return nil, errors.New("-url is required")
+	}
+	b := *u
+	b.Scheme = strings.ToLower(b.Scheme)
+	switch b.Scheme {
+	case "http":
+	case "ws":
+		if transport != "ws" {
+			return nil, fmt.Errorf("-url %s is a WebSocket URL, but -transport is %s: give http://%s", u, mode, b.Host)
+		}
+		b.Scheme = "http" // the upgrade starts as an HTTP request
+	case "https", "wss":
+		return nil, fmt.Errorf("-url %s: TLS is not supported yet; use http:// or ws://", u)
+	default:
+		return nil, fmt.Errorf("-url must be an http:// (or, for ws, ws://) URL like http://127.0.0.1:8080, got %q", u.String())
+	}
+	if b.Host == "" || b.Hostname() == "" || b.Opaque != "" {
+		return nil, fmt.Errorf("-url must be a URL with a host like http://127.0.0.1:8080, got %q", u.String())
+	}
+	if b.RawQuery != "" || b.ForceQuery || b.Fragment != "" || b.User != nil {
+		return nil, fmt.Errorf("-url must be a base URL without query, fragment or user, got %q", u.String())
+	}
+	path := strings.TrimSuffix(b.Path, "/")
+	for _, tr := range client.Transports {
+		ep := client.Endpoint(tr)
+		if !strings.HasSuffix(path, ep) {
+			continue
+		}
+		if tr != transport {
+			return nil, fmt.Errorf("-url %s names the %s endpoint (%s), but -transport is %s: give the base URL or its %s endpoint",
+				u, tr, ep, mode, client.Endpoint(transport))
+		}
+		path = strings.TrimSuffix(path, ep)
+		break
+	}
+	b.Path, b.RawPath = path, ""
+	return &b, nil
 }
 
 // clientConfig builds the shared client configuration.

@@ -8,12 +8,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/pushbench/pushbench/internal/rlimit"
 )
 
-// fdReserve is what the process needs besides one descriptor per
-// connection: stdio, the epoll instance, the output file, the runtime.
-const fdReserve = 64
+// FDReserve is what a load-generator process needs besides one descriptor
+// per connection: stdio, the epoll instance, the output file, the runtime.
+const FDReserve = 64
 
 // FileLimitError says that the clients asked for cannot all be open at once.
 type FileLimitError struct {
@@ -26,30 +27,23 @@ func (e *FileLimitError) Error() string {
 		"(RLIMIT_NOFILE soft %d, hard %d): at most %d clients fit. Raise the hard limit "+
 		"(as root: ulimit -Hn %d, LimitNOFILE= for a systemd unit, nofile in /etc/security/limits.conf) "+
 		"or split the clients over several loadgen processes",
-		e.Clients, e.Clients+fdReserve, e.Soft, e.Soft, e.Hard, e.Fit, e.Clients+fdReserve)
+		e.Clients, e.Clients+FDReserve, e.Soft, e.Soft, e.Hard, e.Fit, e.Clients+FDReserve)
 }
 
 // fitFiles raises the soft open-files limit to the hard one and checks
 // that conns connections fit, so that a run that cannot work stops before
 // it starts instead of failing thousands of connections with EMFILE.
 func fitFiles(conns int) error {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("read RLIMIT_NOFILE: %w", err)
+	soft, hard, err := rlimit.RaiseFiles()
+	if err != nil {
+		return err
 	}
-	if lim.Cur < lim.Max {
-		raised := lim
-		raised.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
-			lim = raised
-		}
-	}
-	if uint64(conns)+fdReserve > lim.Cur {
+	if uint64(conns)+FDReserve > soft {
 		fit := 0
-		if lim.Cur > fdReserve {
-			fit = int(lim.Cur - fdReserve)
+		if soft > FDReserve {
+			fit = int(soft - FDReserve)
 		}
-		return &FileLimitError{Clients: conns, Fit: fit, Soft: lim.Cur, Hard: lim.Max}
+		return &FileLimitError{Clients: conns, Fit: fit, Soft: soft, Hard: hard}
 	}
 	return nil
 }

@@ -10,26 +10,6 @@ import (
 	"github.com/pushbench/pushbench/loadgen/result"
 )
 
-// Faults lists what went wrong with delivery, empty when every expected tick
-// arrived once, in order, with the right content.
-func Faults(r *result.Result) []string {
-	c := r.Counts
-	var f []string
-	add := func(n int64, what string) {
-		if n > 0 {
-			f = append(f, fmt.Sprintf("%d %s", n, what))
-		}
-	}
-	add(c.Missing, "missing")
-	add(c.Duplicates, "duplicates")
-	add(c.OutOfOrder, "out of order")
-	add(c.WrongSymbol, "wrong symbol")
-	add(c.WrongContent, "wrong content")
-	add(c.Stalled, "stalled subscriptions")
-	add(c.Malformed, "malformed messages")
-	return f
-}
-
 // WriteSummary writes the human summary of a result.
 func WriteSummary(w io.Writer, r *result.Result) error {
 	var b strings.Builder
@@ -85,11 +65,12 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	pct("latency", r.Latency, "; arrival - scheduled ts")
 	pct("connect", r.Connect, "")
 	pct("first tick", r.FirstTick, "")
+	b.WriteString(reachLine(r.Reach))
 	p("delivery     expected %s  received %s  missing %d  duplicates %d  out of order %d  gaps %d (%d ticks)\n",
 		group(c.Expected), group(c.Received), c.Missing, c.Duplicates, c.OutOfOrder, c.Gaps, c.GapTicks)
 	p("             wrong symbol %d  wrong content %d  stalled %d  malformed %d\n",
 		c.WrongSymbol, c.WrongContent, c.Stalled, c.Malformed)
-	if f := Faults(r); len(f) > 0 {
+	if f := c.Faults(); len(f) > 0 {
 		p("             FAULTS: %s\n", strings.Join(f, ", "))
 	} else if c.Received > 0 {
 		p("             ok: every expected tick arrived once, in order, with the right content\n")

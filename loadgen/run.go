@@ -184,6 +184,7 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 		subs[i].slow = slow
 	}
 
+	r.startReach()
 	if cfg.Warmup > 0 {
 		r.recordFrom.Store(math.MaxInt64) // until the warm-up ends
 	}
@@ -211,8 +212,9 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 			// it connected (the server subscribed it before answering).
 			s.chk.StartAfter(sched.seqAt(at))
 		}
-		addCounts(&res.Counts, s.counts(w.h))
+		res.Counts.Add(s.counts(w.h))
 	}
+	r.addReach(res, streamSubs(subs, w.h))
 	if res.SlowClients > 0 {
 		res.Slow = result.Slow{
 			Stalled: r.slow.stalled.Load(), Dropped: r.slow.dropped.Load(), Open: r.slow.open.Load(),
@@ -485,18 +487,11 @@ func (r *run) result(start time.Time, wall, cpu time.Duration, lag *hdrhistogram
 		Reader:        r.readerName,
 		Self:          selfCost(cpu, wall, lag),
 	}
-	hl, hc, hf := result.NewHistogram(), result.NewHistogram(), result.NewHistogram()
+	hs := result.NewHists()
 	for _, sh := range r.shards {
 		sh.mu.Lock()
-		hl.Merge(sh.lat)
-		hc.Merge(sh.conn)
-		hf.Merge(sh.first)
-		for k, v := range sh.failures {
-			if res.Failures == nil {
-				res.Failures = map[string]int64{}
-			}
-			res.Failures[k] += v
-		}
+		hs.Merge(result.Hists{Latency: sh.lat, Connect: sh.conn, FirstTick: sh.first})
+		res.Failures = result.AddFailures(res.Failures, sh.failures)
 		sh.mu.Unlock()
 		res.Bytes.Sent += sh.counters.Out.Load()
 		res.Bytes.Received += sh.counters.In.Load()
@@ -508,12 +503,9 @@ func (r *run) result(start time.Time, wall, cpu time.Duration, lag *hdrhistogram
 	}
 	sched := r.schedule()
 	res.FeedRate = sched.rate()
-	res.Latency, res.Connect, res.FirstTick = result.Summarize(hl), result.Summarize(hc), result.Summarize(hf)
 	// Encoding cannot fail for histograms built with the shared bounds;
-	// an empty string would merely make the histogram read as empty.
-	res.HistLatency, _ = result.EncodeHist(hl)
-	res.HistConnect, _ = result.EncodeHist(hc)
-	res.HistFirstTick, _ = result.EncodeHist(hf)
+	// empty Dists would merely read as no measurement.
+	res.Dists, _ = hs.Dists()
 	return res
 }
 
@@ -534,13 +526,7 @@ func (r *run) samples() map[string]string {
 
 // finishRates derives the rates and the warnings once the counts are in.
 func finishRates(res *result.Result) {
-	if res.Duration > 0 {
-		res.MsgsPerSec = float64(res.Messages) / res.Duration
-		res.PerClient = res.MsgsPerSec / float64(max(res.Clients-res.SlowClients, 1))
-	}
-	if res.Counts.Received > 0 {
-		res.Bytes.PerTick = float64(res.Bytes.Received) / float64(res.Counts.Received)
-	}
+	res.SetRates()
 	c := res.Counts
 	switch {
 	case c.Received == 0:
@@ -552,21 +538,6 @@ func finishRates(res *result.Result) {
 	if res.Self.Warning != "" {
 		res.Warnings = append(res.Warnings, res.Self.Warning)
 	}
-}
-
-func addCounts(dst *result.Counts, c result.Counts) {
-	dst.Expected += c.Expected
-	dst.Received += c.Received
-	dst.Duplicates += c.Duplicates
-	dst.OutOfOrder += c.OutOfOrder
-	dst.Missing += c.Missing
-	dst.Gaps += c.Gaps
-	dst.GapTicks += c.GapTicks
-	dst.WrongSymbol += c.WrongSymbol
-	dst.WrongContent += c.WrongContent
-	dst.Reconnects += c.Reconnects
-	dst.Stalled += c.Stalled
-	dst.Malformed += c.Malformed
 }
 
 // sleep waits d or until ctx is done; false if ctx ended it.

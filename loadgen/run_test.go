@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbench/pushbench/loadgen/reach"
 	"github.com/pushbench/pushbench/loadgen/result"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/server"
@@ -115,7 +116,7 @@ func startServerConfig(t testing.TB, cfg server.Config) string {
 func clean(t testing.TB, res *result.Result) {
 	t.Helper()
 	c := res.Counts
-	if f := Faults(res); len(f) > 0 {
+	if f := res.Counts.Faults(); len(f) > 0 {
 		t.Errorf("faults: %v; counts %+v; failures %v %v", f, c, res.Failures, res.FailureSamples)
 	}
 	if c.Expected == 0 || c.Received != c.Expected || c.Gaps != 0 {
@@ -126,6 +127,36 @@ func clean(t testing.TB, res *result.Result) {
 	}
 	if res.Bytes.Received == 0 || res.Bytes.Sent == 0 || res.Bytes.PerTick < 60 {
 		t.Errorf("bytes %+v: want both directions counted, at least the tick JSON per tick", res.Bytes)
+	}
+	reachedAll(t, res)
+}
+
+// reachedAll checks that every tick of the run reached every subscription
+// owed it, and that its reach figures are ordered: a tick reaches 50% of
+// its subscriptions no later than 99%, and 99% no later than all.
+func reachedAll(t testing.TB, res *result.Result) {
+	t.Helper()
+	rc := res.Reach
+	if rc == nil {
+		t.Errorf("no reach; warnings %q", res.Warnings)
+		return
+	}
+	if rc.Ticks == 0 || rc.Arrived != rc.Owed || rc.Owed > res.Counts.Expected {
+		t.Errorf("reach: %d ticks, %d arrivals of %d owed (expected %d): want every owed tick arrived", rc.Ticks, rc.Arrived, rc.Owed, res.Counts.Expected)
+	}
+	for _, d := range []struct {
+		name string
+		d    reach.Dist
+	}{{"50%", rc.R50}, {"99%", rc.R99}, {"100%", rc.R100}} {
+		if d.d.Reached != rc.Ticks || d.d.Never != 0 || d.d.P50 > d.d.P99 || d.d.P99 > d.d.Max {
+			t.Errorf("reach %s: %+v of %d ticks", d.name, d.d, rc.Ticks)
+		}
+	}
+	if rc.R50.Max > rc.R99.Max || rc.R99.Max > rc.R100.Max || rc.R50.P50 > rc.R100.P50 {
+		t.Errorf("reach out of order: 50%% %+v, 99%% %+v, 100%% %+v", rc.R50, rc.R99, rc.R100)
+	}
+	if _, err := reach.Decode(rc.Data); err != nil {
+		t.Errorf("reach data: %v", err)
 	}
 }
 
@@ -316,6 +347,12 @@ func TestFaultsReported(t *testing.T) {
 					t.Errorf("connected %d of %d; failures %v %v", res.Connected, n, res.Failures, res.FailureSamples)
 				}
 				f.check(t, res.Counts, n)
+				// Every fault is early in the run, inside reach's window: what
+				// was owed and never arrived is what was missed or skipped.
+				if rc := res.Reach; rc == nil || rc.Owed-rc.Arrived != res.Counts.Missing+res.Counts.GapTicks ||
+					(rc.R100.Never > 0) != (rc.Owed > rc.Arrived) {
+					t.Errorf("reach %+v; counts %+v; warnings %q", rc, res.Counts, res.Warnings)
+				}
 				if o := others(res.Counts, f.fault); len(o) > 0 {
 					t.Errorf("other faults reported: %v (counts %+v)", o, res.Counts)
 				}

@@ -8,6 +8,7 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/pushbench/pushbench/loadgen/client"
+	"github.com/pushbench/pushbench/loadgen/reach"
 	"github.com/pushbench/pushbench/loadgen/result"
 )
 
@@ -24,6 +25,7 @@ type shard struct {
 	failures  map[string]int64
 	samples   map[string]string // one error message per cause, for the summary
 	outOfHist int64             // values beyond the histogram bounds (clamped)
+	reach     *reach.Recorder   // per-seq arrivals; nil in the storm modes
 
 	counters client.Counters
 	messages atomic.Int64 // ticks received
@@ -53,11 +55,16 @@ func (s *shard) record(h *hdrhistogram.Histogram, v int64) {
 
 // tick accounts one delivered tick that arrived at recvAt (Unix ns): it
 // teaches the schedule, and when record is set (not in the warm-up) its
-// latency goes into the histogram.
+// latency goes into the histogram. Its reach is recorded in any case: a
+// seq's arrivals straddle the end of the warm-up, and reach picks the seqs
+// of the measured window at the end.
 func (s *shard) tick(seq uint64, ts, recvAt int64, record bool) {
 	s.mu.Lock()
 	if record {
 		s.record(s.lat, (recvAt-ts)/1000)
+	}
+	if s.reach != nil {
+		s.reach.Record(seq, recvAt-ts)
 	}
 	s.sched.observe(seq, ts)
 	s.mu.Unlock()

@@ -41,6 +41,7 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 	for i := range polls {
 		polls[i] = &poller{sub: r.newSubscription(nil, r.shardFor(i))}
 	}
+	r.startReach()
 	base := strings.TrimSuffix(cfg.URL.String(), "/") + "/poll?timeout=0s&max=" + strconv.Itoa(client.DefaultPollMax)
 	if len(cfg.Symbols) > 0 {
 		base += "&symbols=" + url.QueryEscape(strings.Join(cfg.Symbols, ","))
@@ -128,6 +129,7 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 
 	out := r.result(start, wall, cpu, lag)
 	out.Requests = counters.Requests.Load()
+	subs := make([]owedTo, 0, len(polls))
 	for _, p := range polls {
 		if p.ok {
 			out.Connected++
@@ -137,9 +139,11 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 		if h > 0 {
 			h--
 		}
-		addCounts(&out.Counts, p.sub.counts(h))
+		out.Counts.Add(p.sub.counts(h))
 		out.Messages += p.sub.recorded
+		subs = append(subs, owedTo{p.sub.chk, h})
 	}
+	r.addReach(out, subs)
 	if cfg.Warmup > 0 {
 		out.Warmup = cfg.Warmup.Seconds()
 		out.Duration = max(0, out.Duration-out.Warmup)

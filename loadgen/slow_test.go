@@ -125,7 +125,7 @@ func TestWarmup(t *testing.T) {
 		res  *result.Result
 	}{{"sse", w}, {"shortpoll", s}} {
 		c := r.res.Counts
-		if f := Faults(r.res); len(f) > 0 || c.Received != c.Expected || c.Received == 0 {
+		if f := r.res.Counts.Faults(); len(f) > 0 || c.Received != c.Expected || c.Received == 0 {
 			t.Errorf("%s with warm-up: faults %v, received %d of %d", r.name, f, c.Received, c.Expected)
 		}
 		if n := r.res.Latency.Count; n == 0 || n >= c.Received {
@@ -141,6 +141,12 @@ func TestWarmup(t *testing.T) {
 	// Same 2 s after the ramp; one of them recorded only the second half.
 	if w.Messages >= p.Messages*3/4 {
 		t.Errorf("%d messages recorded after a 1 s warm-up, %d without: want about half", w.Messages, p.Messages)
+	}
+	// Reach covers the ticks after the warm-up, every one of them.
+	reachedAll(t, w)
+	reachedAll(t, s)
+	if w.Reach != nil && p.Reach != nil && w.Reach.Ticks >= p.Reach.Ticks*3/4 {
+		t.Errorf("reach over %d ticks after a 1 s warm-up, %d without: want about half", w.Reach.Ticks, p.Reach.Ticks)
 	}
 	if w.Duration < 0.9 || w.Duration > 1.5 || s.Duration < 0.9 || s.Duration > 1.5 {
 		t.Errorf("measured %.2f s and %.2f s, want about 1 s", w.Duration, s.Duration)

@@ -93,7 +93,7 @@ func (s *stormRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	sub := r.newSubscription(c, sh)
 	defer func() {
 		s.mu.Lock()
-		addCounts(&s.counts, sub.counts(0))
+		s.counts.Add(sub.counts(0))
 		s.mu.Unlock()
 	}()
 	stop := context.AfterFunc(s.ctx, func() { _ = c.Close() })

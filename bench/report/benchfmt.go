@@ -41,9 +41,10 @@ func NewBenchfmtReporter(r *Report) Reporter {
 					continue
 				}
 				fmt.Fprintf(bw, "%s/scenario=%s/transport=%s/clients=%d \t1", BenchPrefix, c.Scenario, c.Transport, c.Clients)
-				// The scenario's own columns, plus the correctness counts
+				// The scenario's own columns, the reach the tables leave to
+				// the charts (absent in storm), plus the correctness counts
 				// that any comparison must show did not change.
-				metrics := append(Columns(c.Scenario), MetricMissing, MetricDuplicates, MetricGaps)
+				metrics := append(Columns(c.Scenario), MetricReach50, MetricReach100, MetricMissing, MetricDuplicates, MetricGaps)
 				for _, m := range metrics {
 					v := m.Get(&run.Figures)
 					if m.Bench == "" || !v.Valid() {

@@ -14,13 +14,23 @@ import (
 )
 
 // Chart is one figure of one scenario against the number of clients, a line
-// per transport.
+// per transport; or, when Transport is set, several figures of that
+// transport, a line per metric of Lines (the reach charts).
 type Chart struct {
-	Scenario string
-	Metric   Metric
-	File     string // file name inside the run's directory, e.g. steady_p99.svg
-	Title    string
+	Scenario  string
+	Metric    Metric
+	Transport string
+	Lines     []Metric
+	Labels    []string // legend of each of Lines
+	File      string   // file name inside the run's directory, e.g. steady_p99.svg
+	Title     string
 }
+
+// reachLines are the lines of a reach chart, labelled by share.
+var (
+	reachLines  = []Metric{MetricReach50, MetricReach99, MetricReach100}
+	reachLabels = []string{"50% of subscriptions", "99%", "100%"}
+)
 
 // chartKinds are the figures charted for every scenario: tail latency,
 // memory per connection, CPU per delivery.
@@ -67,6 +77,54 @@ func Charts(r *Report, format string) []Chart {
 				Title: fmt.Sprintf("%s: %s (%s) vs clients", sc, k.m.Name, unit),
 			})
 		}
+		// Reach, one chart per transport: how long a tick takes to reach
+		// half, 99% and all of its subscriptions.
+		for _, tr := range orderedTransports(r) {
+			has := false
+			for _, c := range r.Cells {
+				has = has || c.Scenario == sc && c.Transport == tr && c.Summary.Stat(MetricReach100).Median.Valid()
+			}
+			if has {
+				out = append(out, Chart{
+					Scenario: sc, Metric: MetricReach99, Transport: tr, Lines: reachLines, Labels: reachLabels,
+					File:  fmt.Sprintf("%s_reach_%s.%s", sc, tr, format),
+					Title: fmt.Sprintf("%s, %s: median time for a tick to reach 50/99/100%% of its subscriptions (ms)", sc, tr),
+				})
+			}
+		}
+	}
+	return out
+}
+
+// line is one line of a chart: a metric of one transport's cells.
+type line struct {
+	label     string
+	transport string
+	metric    Metric
+	style     int // colour, dashes and marker
+}
+
+// lines lists what c draws: every transport's c.Metric, each in its own
+// style across all charts (its position in Transports), or c.Lines of
+// c.Transport in the order given.
+func (c Chart) lines(r *Report) []line {
+	var out []line
+	if c.Transport != "" {
+		for i, m := range c.Lines {
+			label := m.Header
+			if i < len(c.Labels) {
+				label = c.Labels[i]
+			}
+			out = append(out, line{label: label, transport: c.Transport, metric: m, style: i})
+		}
+		return out
+	}
+	for ti, tr := range orderedTransports(r) {
+		style := slices.Index(Transports, tr)
+		if style < 0 {
+			style = len(Transports) + ti
+		}
+		out = append(out, line{label: tr, transport: tr, metric: c.Metric, style: style})
 	}
 	return out
 }
@@ -96,25 +154,29 @@ func NewChartReporter(r *Report, c Chart) Reporter {
 		p.Title.Text = c.Title
 		p.X.Label.Text = "clients"
 		p.Y.Label.Text = c.Metric.Header
+		if c.Transport != "" {
+			p.Y.Label.Text = c.Metric.Unit
+		}
 		p.Legend.Top, p.Legend.Left = true, true
 		var all []float64
 		ymin, ymax := 0.0, 0.0
 		minPos := math.Inf(1) // smallest lower end of an error bar
-		for ti, tr := range orderedTransports(r) {
+		for _, l := range c.lines(r) {
 			var s series
+			m := l.metric
 			for _, cell := range r.Cells {
-				if cell.Scenario != c.Scenario || cell.Transport != tr {
+				if cell.Scenario != c.Scenario || cell.Transport != l.transport {
 					continue
 				}
-				st := cell.Summary.Stat(c.Metric)
+				st := cell.Summary.Stat(m)
 				if !st.Median.Valid() {
 					continue
 				}
-				med := c.Metric.Display(float64(st.Median))
-				s.add(float64(cell.Clients), med, c.Metric.Display(float64(st.Min)), c.Metric.Display(float64(st.Max)))
-				ymin = math.Min(ymin, c.Metric.Display(float64(st.Min)))
-				minPos = math.Min(minPos, c.Metric.Display(float64(st.Min)))
-				ymax = math.Max(ymax, c.Metric.Display(float64(st.Max)))
+				med := m.Display(float64(st.Median))
+				s.add(float64(cell.Clients), med, m.Display(float64(st.Min)), m.Display(float64(st.Max)))
+				ymin = math.Min(ymin, m.Display(float64(st.Min)))
+				minPos = math.Min(minPos, m.Display(float64(st.Min)))
+				ymax = math.Max(ymax, m.Display(float64(st.Max)))
 			}
 			if s.Len() == 0 {
 				continue
@@ -122,10 +184,7 @@ func NewChartReporter(r *Report, c Chart) Reporter {
 			for _, xy := range s.xys {
 				all = append(all, xy.X)
 			}
-			style := slices.Index(Transports, tr)
-			if style < 0 {
-				style = len(Transports) + ti
-			}
+			style := l.style
 			line, pts, err := plotter.NewLinePoints(&s)
 			if err != nil {
 				return fmt.Errorf("chart %s: %w", c.File, err)
@@ -140,7 +199,7 @@ func NewChartReporter(r *Report, c Chart) Reporter {
 			}
 			bars.Color = plotutil.Color(style)
 			p.Add(line, pts, bars)
-			p.Legend.Add(tr, line, pts)
+			p.Legend.Add(l.label, line, pts)
 		}
 		if len(all) == 0 {
 			return fmt.Errorf("chart %s: no data", c.File)

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/pushbench/pushbench/loadgen/reach"
 	"github.com/pushbench/pushbench/loadgen/result"
 )
 
@@ -46,23 +46,29 @@ func (n *Num) UnmarshalJSON(b []byte) error {
 // Figures are the numbers one run contributes to the tables. Latencies are
 // in milliseconds, memory in bytes.
 type Figures struct {
-	P50, P99, P999       Num // delivery latency: arrival minus the tick's scheduled ts
-	FT50, FT99, FT999    Num // time from dial to first tick (storm)
-	ConnectP99           Num
-	MsgsPerSec           Num // ticks received per second, all clients
-	Missing, Duplicates  Num
-	OutOfOrder, Wrong    Num
-	Gaps, Reconnects     Num
-	Failures             Num // failed connection attempts, every cause
-	BytesPerTick         Num // wire bytes received per tick, as the client saw them
-	ServerBytesPerTick   Num // bytes the server wrote per delivery, from /metrics
-	RSSPerConn           Num // (RSS at N clients − idle RSS) / N
-	RSSGrowth            Num // RSS at the end of the window minus at its start
-	CPUPer1k             Num // server CPU milliseconds per 1,000 deliveries
-	CPUPer1kConns        Num // server CPU milliseconds per 1,000 connections (storm)
-	GoroutinesPerConn    Num // (goroutines at N − idle goroutines) / N
-	Saturated, Incorrect bool
-	Why                  string `json:",omitempty"` // what made the run incorrect
+	P50, P99, P999      Num // delivery latency: arrival minus the tick's scheduled ts
+	FT50, FT99, FT999   Num // time from dial to first tick (storm)
+	ConnectP99          Num
+	MsgsPerSec          Num // ticks received per second, all clients
+	Missing, Duplicates Num
+	OutOfOrder, Wrong   Num
+	Gaps, Reconnects    Num
+	Failures            Num // failed connection attempts, every cause
+	BytesPerTick        Num // wire bytes received per tick, as the client saw them
+	ServerBytesPerTick  Num // bytes the server wrote per delivery, from /metrics
+	RSSPerConn          Num // (RSS at N clients − idle RSS) / N
+	RSSGrowth           Num // RSS at the end of the window minus at its start
+	CPUPer1k            Num // server CPU milliseconds per 1,000 deliveries
+	CPUPer1kConns       Num // server CPU milliseconds per 1,000 connections (storm)
+	GoroutinesPerConn   Num // (goroutines at N − idle goroutines) / N
+	// Reach: for each tick, the time from its scheduled ts until 50%, 99%
+	// and 100% of the subscriptions owed it had it; the figure is the
+	// median over the run's ticks that got there (ms). ReachNever* count
+	// the ticks that never did, ReachTicks the ticks owed to anyone.
+	Reach50, Reach99, Reach100                            Num
+	ReachTicks, ReachNever50, ReachNever99, ReachNever100 Num
+	Saturated, Incorrect                                  bool
+	Why                                                   string `json:",omitempty"` // what made the run incorrect
 }
 
 // MinCPUSeconds is the least server CPU time a window must show for CPU
@@ -131,18 +137,20 @@ func Derive(run *Run) Figures {
 	if conns := res.Connect.Count; run.Scenario == Storm && conns > 0 && srv.CPUSeconds >= MinCPUSeconds {
 		f.CPUPer1kConns = Num(srv.CPUSeconds * 1000 / float64(conns) * 1000)
 	}
-	f.Saturated = res.Self.Saturated
-	var why []string
-	for _, w := range []struct {
-		n    int64
-		what string
-	}{{c.Missing, "missing"}, {c.Duplicates, "duplicates"}, {c.OutOfOrder, "out of order"},
-		{c.WrongSymbol, "wrong symbol"}, {c.WrongContent, "wrong content"}, {c.Malformed, "malformed"},
-		{c.Stalled, "stalled subscriptions"}} {
-		if w.n > 0 {
-			why = append(why, fmt.Sprintf("%d %s", w.n, w.what))
+	if rc := res.Reach; rc != nil && rc.Ticks > 0 {
+		f.ReachTicks = Num(rc.Ticks)
+		f.ReachNever50, f.ReachNever99, f.ReachNever100 = Num(rc.R50.Never), Num(rc.R99.Never), Num(rc.R100.Never)
+		for _, x := range []struct {
+			dst *Num
+			d   reach.Dist
+		}{{&f.Reach50, rc.R50}, {&f.Reach99, rc.R99}, {&f.Reach100, rc.R100}} {
+			if x.d.Reached > 0 {
+				*x.dst = Num(x.d.P50)
+			}
 		}
 	}
+	f.Saturated = res.Self.Saturated
+	why := c.Faults()
 	f.Incorrect = len(why) > 0
 	f.Why = strings.Join(why, ", ")
 	return f
@@ -153,7 +161,8 @@ func Derive(run *Run) Figures {
 func (f *Figures) nums() []*Num {
 	return []*Num{&f.P50, &f.P99, &f.P999, &f.FT50, &f.FT99, &f.FT999, &f.ConnectP99, &f.MsgsPerSec,
 		&f.Missing, &f.Duplicates, &f.OutOfOrder, &f.Wrong, &f.Gaps, &f.Reconnects, &f.Failures,
-		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn}
+		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
+		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100}
 }
 
 // Metric describes one figure for the tables, the charts, the benchmark
@@ -229,6 +238,12 @@ var (
 		Bench: "reconnects", BenchX: 1, Lower: false, Get: func(f *Figures) Num { return f.Reconnects }}
 	MetricFailures = Metric{Key: "conn_failures", Header: "conn fail", Name: "failed connections", Unit: "", Prec: 0,
 		Bench: "conn-failures", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Failures }}
+	MetricReach50 = Metric{Key: "reach50_ms", Header: "reach p50 ms", Name: "median time to reach 50% of the subscriptions", Unit: "ms", Prec: 2,
+		Bench: "reach50-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.Reach50 }}
+	MetricReach99 = Metric{Key: "reach99_ms", Header: "reach p99 ms", Name: "median time to reach 99% of the subscriptions", Unit: "ms", Prec: 2,
+		Bench: "reach99-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.Reach99 }}
+	MetricReach100 = Metric{Key: "reach100_ms", Header: "reach p100 ms", Name: "median time to reach every subscription", Unit: "ms", Prec: 2,
+		Bench: "reach100-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.Reach100 }}
 	MetricMissing    = Metric{Key: "missing", Bench: "missing", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Missing }}
 	MetricDuplicates = Metric{Key: "duplicates", Bench: "duplicates", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Duplicates }}
 	MetricGaps       = Metric{Key: "gaps", Bench: "gaps", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Gaps }}
@@ -236,7 +251,7 @@ var (
 )
 
 // AllMetrics lists every metric that is summarised.
-var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
+var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, MetricReach99, MetricReach100, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
 	MetricMsgs, MetricBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
 	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps}
 
@@ -247,11 +262,11 @@ func Columns(scenario string) []Metric {
 	case Storm:
 		return []Metric{MetricConnect, MetricFT50, MetricFT99, MetricFT999, MetricFailures, MetricCPUConns}
 	case Slow:
-		return []Metric{MetricP50, MetricP99, MetricP999, MetricMsgs, MetricBytes, MetricRSS, MetricGrowth, MetricCPU, MetricGoroutines}
+		return []Metric{MetricP50, MetricP99, MetricP999, MetricReach99, MetricMsgs, MetricBytes, MetricRSS, MetricGrowth, MetricCPU, MetricGoroutines}
 	case Churn:
-		return []Metric{MetricP50, MetricP99, MetricP999, MetricMsgs, MetricReconnects, MetricBytes, MetricRSS, MetricCPU, MetricGoroutines}
+		return []Metric{MetricP50, MetricP99, MetricP999, MetricReach99, MetricMsgs, MetricReconnects, MetricBytes, MetricRSS, MetricCPU, MetricGoroutines}
 	default:
-		return []Metric{MetricP50, MetricP99, MetricP999, MetricMsgs, MetricBytes, MetricRSS, MetricCPU, MetricGoroutines}
+		return []Metric{MetricP50, MetricP99, MetricP999, MetricReach99, MetricMsgs, MetricBytes, MetricRSS, MetricCPU, MetricGoroutines}
 	}
 }
 
@@ -301,6 +316,9 @@ type Summary struct {
 	Crashed   int             `json:"crashed,omitempty"`   // repeats where the server crashed
 	Failed    int             `json:"failed,omitempty"`    // repeats with no result, crashes included
 	Notes     []string        `json:"notes,omitempty"`     // one line each, for the notes column and the prose
+	// Partial says why not every client connected in some repeat (its
+	// note); empty when they all did.
+	Partial string `json:"partial,omitempty"`
 }
 
 // Stat returns the summary of m, missing if absent.
@@ -374,14 +392,36 @@ func Summarize(scenario string, runs []Run) Summary {
 		// server dropped (a slow consumer) and that is reconnecting at the
 		// end is counted by the correctness figures instead.
 		if r.Result.Connected < int64(r.Clients) && r.Figures.Failures > 0 && scenario != Churn && scenario != Storm {
-			s.Notes = append(s.Notes, fmt.Sprintf("only %d/%d clients connected (%s)", r.Result.Connected, r.Clients, failureText(r.Result.Failures)))
+			s.Partial = fmt.Sprintf("only %d/%d clients connected (%s)", r.Result.Connected, r.Clients, failureText(r.Result.Failures))
+			s.Notes = append(s.Notes, s.Partial)
 			break
 		}
+	}
+	if n := reachNote(ok); n != "" {
+		s.Notes = append(s.Notes, n)
 	}
 	if g := s.Stat(MetricGaps); scenario != Slow && g.Max.Valid() && g.Max > 0 {
 		s.Notes = append(s.Notes, fmt.Sprintf("gaps signalled (max %.0f)", float64(g.Max)))
 	}
 	return s
+}
+
+// reachNote says how many ticks never reached 99% of their subscriptions,
+// in the repeat with the most: the reach columns are medians over the ticks
+// that did, so those ticks must be told apart, not left out silently.
+func reachNote(runs []*Run) string {
+	var worst *Run
+	for _, r := range runs {
+		if n := r.Figures.ReachNever99; n.Valid() && n > 0 && (worst == nil || n > worst.Figures.ReachNever99) {
+			worst = r
+		}
+	}
+	if worst == nil {
+		return ""
+	}
+	f := worst.Figures
+	return fmt.Sprintf("reach: %.0f of %.0f ticks never reached 99%% of their subscriptions (%.0f not even 50%%) in repeat %d",
+		float64(f.ReachNever99), float64(f.ReachTicks), float64(f.ReachNever50), worst.Repeat)
 }
 
 func firstError(runs []Run, crashed bool) string {
@@ -414,7 +454,7 @@ func failureText(m map[string]int64) string {
 // (HDR merge, same bounds everywhere) and sums their counts. It returns nil
 // when no repeat succeeded.
 func MergeRuns(runs []Run) (*Merged, error) {
-	hl, hc, hf := result.NewHistogram(), result.NewHistogram(), result.NewHistogram()
+	hs := result.NewHists()
 	m := &Merged{}
 	for i := range runs {
 		r := &runs[i]
@@ -422,50 +462,17 @@ func MergeRuns(runs []Run) (*Merged, error) {
 			continue
 		}
 		m.Runs++
-		for _, p := range []struct {
-			dst *hdrhistogram.Histogram
-			src string
-		}{{hl, r.Result.HistLatency}, {hc, r.Result.HistConnect}, {hf, r.Result.HistFirstTick}} {
-			h, err := result.DecodeHist(p.src)
-			if err != nil {
-				return nil, fmt.Errorf("repeat %d: %w", r.Repeat, err)
-			}
-			if dropped := p.dst.Merge(h); dropped != 0 {
-				return nil, fmt.Errorf("repeat %d: %d histogram values out of range", r.Repeat, dropped)
-			}
+		if err := hs.AddDists(&r.Result.Dists); err != nil {
+			return nil, fmt.Errorf("repeat %d: %w", r.Repeat, err)
 		}
-		c, rc := &m.Counts, r.Result.Counts
-		c.Expected += rc.Expected
-		c.Received += rc.Received
-		c.Duplicates += rc.Duplicates
-		c.OutOfOrder += rc.OutOfOrder
-		c.Missing += rc.Missing
-		c.Gaps += rc.Gaps
-		c.GapTicks += rc.GapTicks
-		c.WrongSymbol += rc.WrongSymbol
-		c.WrongContent += rc.WrongContent
-		c.Reconnects += rc.Reconnects
-		c.Stalled += rc.Stalled
-		c.Malformed += rc.Malformed
-		for k, v := range r.Result.Failures {
-			if m.Failures == nil {
-				m.Failures = map[string]int64{}
-			}
-			m.Failures[k] += v
-		}
+		m.Counts.Add(r.Result.Counts)
+		m.Failures = result.AddFailures(m.Failures, r.Result.Failures)
 	}
 	if m.Runs == 0 {
 		return nil, nil
 	}
-	m.Latency, m.Connect, m.FirstTick = result.Summarize(hl), result.Summarize(hc), result.Summarize(hf)
 	var err error
-	if m.HistLatency, err = result.EncodeHist(hl); err != nil {
-		return nil, err
-	}
-	if m.HistConnect, err = result.EncodeHist(hc); err != nil {
-		return nil, err
-	}
-	if m.HistFirstTick, err = result.EncodeHist(hf); err != nil {
+	if m.Dists, err = hs.Dists(); err != nil {
 		return nil, err
 	}
 	return m, nil

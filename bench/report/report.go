@@ -1,9 +1,10 @@
 // Package report holds what a bench run measured and renders it.
 //
 // It follows vegeta's split between accumulating and rendering: a Report
-// collects one Run per (scenario, transport, clients, repeat) with Add, Close
-// groups them into Cells and computes each figure as the median of the
-// repeats with its min–max, and a Reporter (a func(io.Writer) error closing
+// files one Run per (scenario, transport, clients, repeat) into its Cell
+// with Add, Close orders the cells, merges each one's histograms and
+// computes each figure as the median of the repeats with its min–max, and
+// a Reporter (a func(io.Writer) error closing
 // over the Report) renders it as ASCII or Markdown tables, JSON, Go benchmark
 // format for benchstat, charts, or the whole summary.md. Rendering never
 // measures and measuring never renders, so every output can be regenerated
@@ -195,15 +196,10 @@ func (c *Cell) Key() string { return fmt.Sprintf("%s/%s/%d", c.Scenario, c.Trans
 
 // Merged holds the histograms of all the repeats of a cell merged exactly.
 type Merged struct {
-	Runs          int                `json:"runs"`
-	Latency       result.Percentiles `json:"latency"`
-	Connect       result.Percentiles `json:"connect"`
-	FirstTick     result.Percentiles `json:"first_tick"`
-	HistLatency   string             `json:"hist_latency"`
-	HistConnect   string             `json:"hist_connect"`
-	HistFirstTick string             `json:"hist_first_tick"`
-	Counts        result.Counts      `json:"counts"` // summed over the repeats
-	Failures      map[string]int64   `json:"failures,omitempty"`
+	Runs int `json:"runs"`
+	result.Dists
+	Counts   result.Counts    `json:"counts"` // summed over the repeats
+	Failures map[string]int64 `json:"failures,omitempty"`
 }
 
 // Results is the whole file results.json.
@@ -228,7 +224,9 @@ func New(cfg Config, env Env, started time.Time) *Report {
 	return &Report{Results: Results{SchemaVersion: SchemaVersion, Started: started.UTC(), Config: cfg, Env: env}}
 }
 
-// Add records one run. Figures are derived here, once.
+// Add records one run and derives its figures. Load derives them again from
+// the stored results, so that a results.json renders with the current
+// rules.
 func (r *Report) Add(run Run) {
 	run.Figures = Derive(&run)
 	r.closed = false

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pushbench/pushbench/loadgen/reach"
 	"github.com/pushbench/pushbench/loadgen/result"
 )
 
@@ -43,16 +45,45 @@ func fixture(t *testing.T, transport string, clients int, loUS, hiUS int64, n in
 		t.Fatal(err)
 	}
 	dur := 5.0
+	rc := reachFixture(t, min(clients, 20), loUS, hiUS, false)
+	if transport == "poll" {
+		rc = nil // as in results of a load generator before reach
+	}
 	return &result.Result{
+		Reach:         rc,
 		SchemaVersion: result.SchemaVersion, Transport: transport, URL: "http://127.0.0.1:1", Clients: clients,
 		Start: t0, Duration: dur, Connected: int64(clients),
 		Messages: int64(n), MsgsPerSec: float64(n) / dur, PerClient: float64(n) / dur / float64(clients),
-		Counts:  result.Counts{Expected: int64(n), Received: int64(n)},
-		Bytes:   result.Bytes{Received: int64(n) * 100, PerTick: 100},
-		Self:    result.Self{CPUSeconds: 1, CPUCores: 0.2, GOMAXPROCS: 1},
-		Latency: result.Summarize(h), FirstTick: result.Summarize(ft),
-		HistLatency: hl, HistFirstTick: hf,
+		Counts: result.Counts{Expected: int64(n), Received: int64(n)},
+		Bytes:  result.Bytes{Received: int64(n) * 100, PerTick: 100},
+		Self:   result.Self{CPUSeconds: 1, CPUCores: 0.2, GOMAXPROCS: 1},
+		Dists: result.Dists{Latency: result.Summarize(h), FirstTick: result.Summarize(ft),
+			HistLatency: hl, HistFirstTick: hf},
 	}
+}
+
+// reachFixture records 40 ticks (seqs 101..140) to subs subscriptions,
+// subscription i getting every tick loUS + i × (hiUS-loUS)/subs µs after
+// its ts; with lose, subscriptions 0 and 1 miss seq 120 (it reaches 50% but
+// not 99% nor 100% of them when subs < 100).
+func reachFixture(t *testing.T, subs int, loUS, hiUS int64, lose bool) *result.Reach {
+	t.Helper()
+	var rec reach.Recorder
+	var spans []reach.Span
+	for i := range subs {
+		spans = append(spans, reach.Span{From: 101, To: 140})
+		for seq := uint64(101); seq <= 140; seq++ {
+			if lose && i < 2 && seq == 120 {
+				continue
+			}
+			rec.Record(seq, (loUS+int64(i)*(hiUS-loUS)/int64(subs))*1000)
+		}
+	}
+	s, err := reach.Build(101, 140, spans, nil, &rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return result.NewReach(s)
 }
 
 func server(clients int, cpu float64, deliveries float64) Server {
@@ -92,7 +123,8 @@ func sampleReport(t *testing.T) *Report {
 						res.Self.Saturated = true
 					}
 					if tr == "ws" && sc == Slow && n == 100 {
-						res.Counts.Missing = 1
+						res.Counts.Missing = 2
+						res.Reach = reachFixture(t, 20, base, base*10, true)
 					}
 					r.Add(run)
 				}
@@ -164,6 +196,25 @@ func TestSummaryMedianAndSpread(t *testing.T) {
 	// 0.5 CPU s per 10,000 deliveries = 50 ms per 1,000.
 	if got := float64(c.Summary.Stat(MetricCPU).Median); math.Abs(got-50) > 1e-9 {
 		t.Errorf("CPU per 1k = %v, want 50", got)
+	}
+
+	// Reach: subscription i gets each tick 1 + 0.45 i ms after its ts in
+	// repeat 1, twice that in repeat 2; 20 subscriptions, so 99% and 100%
+	// both wait for the last one (exact), 50% for the 10th (within 1/64).
+	r100, r50 := c.Summary.Stat(MetricReach100), c.Summary.Stat(MetricReach50)
+	if r100.N != 2 || math.Abs(float64(r100.Min)-9.55) > 1e-9 || math.Abs(float64(r100.Max)-19.1) > 1e-9 ||
+		c.Summary.Stat(MetricReach99) != r100 {
+		t.Errorf("reach 100%% %+v, 99%% %+v: want 9.55 and 19.1 ms", r100, c.Summary.Stat(MetricReach99))
+	}
+	if lo := float64(r50.Min); lo < 5.05 || lo > 5.05*(1+1.0/64) {
+		t.Errorf("reach 50%% %+v: want 5.05 ms within 1/64", r50)
+	}
+	if s := r.Cell(Slow, "ws", 100).Summary; !strings.Contains(strings.Join(s.Notes, "\n"), "reach: 1 of 40 ticks never reached 99% of their subscriptions (0 not even 50%)") {
+		t.Errorf("no note for the tick that never reached 99%%: %q", s.Notes)
+	}
+	// Results without reach (older load generators) have no figure.
+	if st := r.Cell(Steady, "poll", 100).Summary.Stat(MetricReach99); st.Median.Valid() || st.N != 0 {
+		t.Errorf("reach of a result without reach data: %+v", st)
 	}
 
 	crashed := r.Cell(Slow, "poll", 1000).Summary
@@ -316,7 +367,9 @@ func TestCharts(t *testing.T) {
 	r := sampleReport(t)
 	for _, format := range []string{"svg", "png"} {
 		charts := Charts(r, format)
-		if len(charts) != 6 { // 2 scenarios × latency, memory, CPU
+		// 2 scenarios × latency, memory, CPU, and reach for sse and ws
+		// (the poll results have no reach data).
+		if len(charts) != 10 || charts[3].File != "steady_reach_sse."+format || charts[4].File != "steady_reach_ws."+format {
 			t.Fatalf("%d charts: %v", len(charts), charts)
 		}
 		for _, c := range charts {
@@ -327,7 +380,11 @@ func TestCharts(t *testing.T) {
 					t.Errorf("%s is not a PNG", c.File)
 				}
 			case "svg":
-				if !bytes.Contains(b[:min(len(b), 200)], []byte("<svg")) || !bytes.Contains(b, []byte("poll")) {
+				legend := "poll"
+				if c.Transport != "" {
+					legend = "99%"
+				}
+				if !bytes.Contains(b[:min(len(b), 200)], []byte("<svg")) || !bytes.Contains(b, []byte(legend)) {
 					t.Errorf("%s is not an SVG with a legend", c.File)
 				}
 			}
@@ -372,5 +429,92 @@ func TestMetricFormat(t *testing.T) {
 	}
 	if got := FormatStat(MetricP99, Stat{Median: 2, Min: 2, Max: 2, N: 3}, ASCII); got != "2.00" {
 		t.Errorf("FormatStat equal = %q", got)
+	}
+}
+
+// TestLoadWithoutReach loads a results.json written before reach existed
+// (the sample's, with every reach field removed, as in results/example):
+// it renders, with no reach figure and no reach chart.
+func TestLoadWithoutReach(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(render(t, NewJSONReporter(sampleReport(t))), &doc); err != nil {
+		t.Fatal(err)
+	}
+	removed := 0
+	for _, c := range doc["cells"].([]any) {
+		for _, run := range c.(map[string]any)["runs"].([]any) {
+			run := run.(map[string]any)
+			if res, ok := run["result"].(map[string]any); ok {
+				if _, ok := res["reach"]; ok {
+					delete(res, "reach")
+					removed++
+				}
+			}
+			for k := range run["figures"].(map[string]any) {
+				if strings.HasPrefix(k, "Reach") {
+					delete(run["figures"].(map[string]any), k)
+				}
+			}
+		}
+	}
+	if removed == 0 {
+		t.Fatal("the sample has no reach to remove")
+	}
+	old, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Load(bytes.NewReader(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Cells {
+		if st := c.Summary.Stat(MetricReach99); st.Median.Valid() {
+			t.Errorf("%s: reach %+v from a file without reach", c.Key(), st)
+		}
+	}
+	for _, c := range Charts(r, "svg") {
+		if c.Transport != "" {
+			t.Errorf("reach chart %s without reach data", c.File)
+		}
+	}
+	if tables := string(render(t, NewTablesReporter(r, ASCII))); !strings.Contains(tables, "reach p99 ms") {
+		t.Errorf("no reach column:\n%s", tables)
+	}
+	render(t, NewSummaryReporter(r, Charts(r, "svg")))
+}
+
+// TestPartial checks that a cell where not every client connected, for
+// failed connections, is flagged PARTIAL with its reason, and that other
+// notes are not taken for it.
+func TestPartial(t *testing.T) {
+	mk := func(connected int64, failures map[string]int64, warnings ...string) Run {
+		res := fixture(t, "sse", 100, 1000, 10000, 1000)
+		res.Connected, res.Failures = connected, failures
+		run := Run{Scenario: Steady, Transport: "sse", Clients: 100, Repeat: 1, Result: res, Server: server(100, 0.5, 10000), Warnings: warnings}
+		run.Figures = Derive(&run)
+		return run
+	}
+	for _, tc := range []struct {
+		name     string
+		scenario string
+		run      Run
+		partial  bool
+	}{
+		{"all connected", Steady, mk(100, nil, "only 1 server samples inside the measuring window"), false},
+		{"refused clients", Steady, mk(90, map[string]int64{"http_503": 10}), true},
+		{"dropped, reconnecting at the end", Steady, mk(90, nil), false},
+		{"churn: clients between connections", Churn, mk(90, map[string]int64{"reset": 3}), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Summarize(tc.scenario, []Run{tc.run})
+			flagged := strings.Contains(Flags(&s), "PARTIAL")
+			if flagged != tc.partial || (s.Partial != "") != tc.partial {
+				t.Fatalf("flags %q, partial %q, want partial %v", Flags(&s), s.Partial, tc.partial)
+			}
+			if tc.partial && (!strings.Contains(s.Partial, "90/100") || !slices.Contains(s.Notes, s.Partial)) {
+				t.Errorf("partial %q, notes %q: want the reason, in the notes too", s.Partial, s.Notes)
+			}
+		})
 	}
 }

@@ -209,11 +209,8 @@ func Flags(s *Summary) string {
 	if s.Saturated > 0 {
 		f = append(f, "SATURATED")
 	}
-	for _, n := range s.Notes {
-		if strings.HasPrefix(n, "only ") {
-			f = append(f, "PARTIAL")
-			break
-		}
+	if s.Partial != "" {
+		f = append(f, "PARTIAL")
 	}
 	return strings.Join(f, " ")
 }

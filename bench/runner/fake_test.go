@@ -117,7 +117,7 @@ func fakeLoadgen() int {
 	res := &result.Result{SchemaVersion: result.SchemaVersion, Transport: f["transport"], URL: f["url"], Clients: n,
 		Start: start, Duration: d, Connected: int64(n), Messages: 1000, MsgsPerSec: 1000 / d,
 		Counts: result.Counts{Expected: 1000, Received: 1000}, Bytes: result.Bytes{Received: 100000, PerTick: 100},
-		Latency: result.Summarize(h), HistLatency: hl}
+		Dists: result.Dists{Latency: result.Summarize(h), HistLatency: hl}}
 	if err := res.Write(f["out"]); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

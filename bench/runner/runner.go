@@ -29,7 +29,9 @@ import (
 	"github.com/pushbench/pushbench/bench/proc"
 	"github.com/pushbench/pushbench/bench/report"
 	"github.com/pushbench/pushbench/bench/sample"
+	"github.com/pushbench/pushbench/loadgen"
 	"github.com/pushbench/pushbench/loadgen/result"
+	"github.com/pushbench/pushbench/servers/server"
 )
 
 // Defaults double as bench's flag defaults.
@@ -38,14 +40,14 @@ const (
 	DefaultSampleInterval = 250 * time.Millisecond
 	DefaultIdleSettle     = 300 * time.Millisecond
 	DefaultStopGrace      = 5 * time.Second
-	// FDReserve is what a load-generator process keeps for itself besides
-	// one socket per client: the runtime, pipes, its result file, and the
-	// overlap of a closing and a new connection while clients reconnect
-	// (churn) or poll.
-	FDReserve = 1024
-	// ServerFDReserve mirrors the server's own reserve below its open-files
-	// limit: a matrix asking for more clients than that is refused up front.
-	ServerFDReserve = 64
+	// LoadgenFDReserve is what bench leaves a load-generator process
+	// besides one socket per client: loadgen's own reserve (the runtime,
+	// pipes, its result file) and room for the overlap of a closing and a
+	// new connection while clients reconnect (churn) or poll.
+	LoadgenFDReserve = loadgen.FDReserve + 960
+	// ScrapeFDReserve is room for bench's /metrics scrapes on top of the
+	// server's own reserve (server.FDReserve).
+	ScrapeFDReserve = 64
 )
 
 // Config is everything a matrix run needs. Transports, Scenarios and the
@@ -66,11 +68,7 @@ type Config struct {
 	ClientSymbols string        // loadgen -symbols (the subscription), "" for its default
 	SlowShare     float64       // slow: share of clients that stall
 	ChurnShare    float64       // churn: share of clients dropped and resumed per second
-	PollInterval  time.Duration // shortpoll: each client polls this often (0: loadgen's default)
-
-	// LoadgenFlags are the flags bin/loadgen has (ProbeLoadgen); nil means
-	// every flag bench may pass.
-	LoadgenFlags map[string]bool
+	PollInterval  time.Duration // shortpoll: each client polls this often (0: loadgen.DefaultInterval)
 
 	Host      string // loopback address to serve on
 	OpenFiles uint64 // RLIMIT_NOFILE of the children (sizes the load generators)
@@ -163,14 +161,14 @@ func New(cfg Config) (*Runner, error) {
 // open-files limit less the server's own reserve (bin/server refuses
 // clients past that with 503) and a margin for /metrics scrapes.
 func ServerCapacity(openFiles uint64) int {
-	return max(int(openFiles)-ServerFDReserve-64, 1)
+	return max(int(openFiles)-server.FDReserve-ScrapeFDReserve, 1)
 }
 
 // Loadgens is how many load-generator processes n clients need: each holds
-// one socket per client and keeps FDReserve for itself, and at most maxPer
-// clients if maxPer > 0.
+// one socket per client and keeps LoadgenFDReserve for itself, and at most
+// maxPer clients if maxPer > 0.
 func Loadgens(n int, openFiles uint64, maxPer int) int {
-	per := max(int(openFiles)-FDReserve, 1)
+	per := max(int(openFiles)-LoadgenFDReserve, 1)
 	if maxPer > 0 {
 		per = min(per, maxPer)
 	}
@@ -185,9 +183,6 @@ func (r *Runner) Plan() []Spec {
 	var out []Spec
 	for rep := 1; rep <= r.cfg.Repeat; rep++ {
 		for _, sc := range r.cfg.Scenarios {
-			if r.cfg.Unsupported(sc) != "" {
-				continue
-			}
 			for _, tr := range r.cfg.Transports {
 				if !Applies(sc, tr) {
 					continue

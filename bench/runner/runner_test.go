@@ -2,7 +2,9 @@ package runner
 
 import (
 	"context"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/pushbench/pushbench/bench/proc"
 	"github.com/pushbench/pushbench/bench/report"
+	"github.com/pushbench/pushbench/loadgen"
 )
 
 func TestMain(m *testing.M) {
@@ -227,15 +230,6 @@ func TestArgs(t *testing.T) {
 			t.Errorf("shortpoll args %q lack %q", lg, want)
 		}
 	}
-	// A load generator without -warmup measures the warm-up too.
-	cfg.LoadgenFlags = map[string]bool{"transport": true, "url": true, "clients": true, "duration": true, "out": true}
-	lg = strings.Join(cfg.loadgenArgs(Spec{Scenario: report.Steady, Transport: "sse", Clients: 10}, "http://x", 10, "o.json"), " ")
-	if !strings.Contains(lg, "-duration 3s") || strings.Contains(lg, "-warmup") || strings.Contains(lg, "-ramp") {
-		t.Errorf("args for a loadgen without -warmup/-ramp: %q", lg)
-	}
-	if why := cfg.Unsupported(report.Slow); !strings.Contains(why, "-slow") {
-		t.Errorf("slow with a loadgen lacking -slow: %q", why)
-	}
 	storm := strings.Join(cfg.serverArgs(Spec{Scenario: report.Storm, Transport: "sse"}, "127.0.0.1:9"), " ")
 	if !strings.Contains(storm, "-rate 1000") {
 		t.Errorf("storm feed rate: %q", storm)
@@ -245,24 +239,25 @@ func TestArgs(t *testing.T) {
 	}
 }
 
-func TestProbeLoadgen(t *testing.T) {
-	dir := t.TempDir()
-	script := func(name, help string) string {
-		p := dir + "/" + name
-		if err := os.WriteFile(p, []byte("#!/bin/sh\ncat >&2 <<'EOF'\n"+help+"EOF\nexit 2\n"), 0o755); err != nil {
-			t.Fatal(err)
+// TestLoadgenAcceptsArgs hands the arguments bench builds for every
+// scenario and transport to loadgen's own command line, against a port
+// where nothing listens: the flags must parse and validate (the run then
+// stops at its trial connection, exit 1), never a usage error (exit 2).
+func TestLoadgenAcceptsArgs(t *testing.T) {
+	cfg := Config{Duration: time.Second, Warmup: time.Second, Rate: 100, Symbols: 16, Seed: 7, SlowShare: 0.1, ChurnShare: 0.1,
+		PollInterval: 500 * time.Millisecond, ClientSymbols: "AAPL"}
+	out := filepath.Join(t.TempDir(), "r.json")
+	for _, sc := range report.Scenarios {
+		for _, tr := range report.Transports {
+			if !Applies(sc, tr) {
+				continue
+			}
+			args := cfg.loadgenArgs(Spec{Scenario: sc, Transport: tr, Clients: 10}, "http://127.0.0.1:1", 10, out)
+			var stderr strings.Builder
+			code := loadgen.Main(context.Background(), args, io.Discard, &stderr, false)
+			if code != loadgen.ExitError || !strings.Contains(stderr.String(), "connection refused") {
+				t.Errorf("%s %s: loadgen %q exited %d: %s", sc, tr, args, code, stderr.String())
+			}
 		}
-		return p
-	}
-	good := script("good", "Usage: loadgen\n\nFlags:\n  -clients int\n    \tclients\n  -duration duration\n  -out string\n  -transport string\n  -url string\n  -warmup duration\n  -quiet\n")
-	flags, err := ProbeLoadgen(context.Background(), good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !flags["warmup"] || !flags["quiet"] || flags["slow"] {
-		t.Errorf("flags %v", flags)
-	}
-	if _, err := ProbeLoadgen(context.Background(), script("bad", "some other program\n")); err == nil || !strings.Contains(err.Error(), "is it bin/loadgen?") {
-		t.Errorf("a program without loadgen's flags accepted: %v", err)
 	}
 }

@@ -1,16 +1,12 @@
 package runner
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os/exec"
-	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pushbench/pushbench/bench/report"
+	"github.com/pushbench/pushbench/loadgen"
 )
 
 // Spec is one run: a cell of the matrix and which repeat.
@@ -83,12 +79,12 @@ func (c *Config) feedRate(scenario string) float64 {
 }
 
 // pollInterval is the shortpoll interval in force: bench's, else the
-// load generator's default (1s).
+// load generator's default.
 func (c *Config) pollInterval() time.Duration {
 	if c.PollInterval > 0 {
 		return c.PollInterval
 	}
-	return time.Second
+	return loadgen.DefaultInterval
 }
 
 // ShortpollIntervals is how many poll intervals a shortpoll run measures
@@ -130,22 +126,14 @@ func (c *Config) serverArgs(s Spec, addr string) []string {
 	return append(args, c.ServerArgs...)
 }
 
-// has reports whether bin/loadgen has a flag (all of them when unknown).
-func (c *Config) has(flag string) bool { return c.LoadgenFlags == nil || c.LoadgenFlags[flag] }
-
 // loadgenArgs are bin/loadgen's flags for one of the run's load-generator
-// processes, holding n of its clients. Without a -warmup flag, the load
-// generator measures the warm-up too: it runs warmup+duration, and only
-// the server-side figures leave the warm-up out.
+// processes, holding n of its clients.
 func (c *Config) loadgenArgs(s Spec, url string, n int, out string) []string {
 	mode := s.Transport
 	if s.Scenario == report.Storm {
 		mode = "storm-" + s.Transport
 	}
 	dur, warm := c.duration(s), c.warmup(s)
-	if !c.has("warmup") {
-		dur += warm
-	}
 	args := []string{
 		"-transport", mode,
 		"-url", url,
@@ -155,16 +143,11 @@ func (c *Config) loadgenArgs(s Spec, url string, n int, out string) []string {
 		"-seed", strconv.FormatUint(c.Seed, 10),
 		"-feed-symbols", strconv.Itoa(c.Symbols),
 	}
-	opt := func(flag, value string) {
-		if c.has(flag) {
-			args = append(args, "-"+flag, value)
-		}
-	}
-	if warm > 0 && c.has("warmup") {
+	if warm > 0 {
 		args = append(args, "-warmup", warm.String())
 	}
 	if s.Scenario != report.Storm {
-		opt("ramp", Ramp(s.Scenario, s.Clients).String())
+		args = append(args, "-ramp", Ramp(s.Scenario, s.Clients).String())
 	}
 	drain := Drain
 	if s.Scenario == report.Slow {
@@ -177,12 +160,12 @@ func (c *Config) loadgenArgs(s Spec, url string, n int, out string) []string {
 		// outlast one interval or in-flight ticks count as missing.
 		drain += c.pollInterval()
 	}
-	opt("drain", drain.String())
+	args = append(args, "-drain", drain.String())
 	if c.ClientSymbols != "" {
 		args = append(args, "-symbols", c.ClientSymbols)
 	}
 	if s.Transport == "shortpoll" && c.PollInterval > 0 {
-		opt("interval", c.PollInterval.String())
+		args = append(args, "-interval", c.PollInterval.String())
 	}
 	switch s.Scenario {
 	case report.Slow:
@@ -195,46 +178,6 @@ func (c *Config) loadgenArgs(s Spec, url string, n int, out string) []string {
 		rate := float64(n)
 		args = append(args, "-rate", strconv.FormatFloat(rate, 'g', -1, 64))
 	}
-	if c.has("quiet") {
-		args = append(args, "-quiet")
-	}
+	args = append(args, "-quiet")
 	return append(args, c.LoadgenArgs...)
-}
-
-// Unsupported says why bin/loadgen cannot run a scenario ("" if it can):
-// bench then skips the scenario and says so, instead of failing every run.
-func (c *Config) Unsupported(scenario string) string {
-	need := map[string]string{report.Slow: "slow", report.Churn: "churn", report.Storm: "rate"}[scenario]
-	if need != "" && !c.has(need) {
-		return fmt.Sprintf("bin/loadgen has no -%s flag", need)
-	}
-	return ""
-}
-
-// flagLine matches a flag in Go's flag.PrintDefaults output: "  -name type".
-var flagLine = regexp.MustCompile(`(?m)^\s+-([A-Za-z0-9][\w-]*)`)
-
-// ProbeLoadgen runs `loadgen -h` and lists its flags, so that bench passes
-// only flags the load generator has and skips scenarios it cannot run.
-func ProbeLoadgen(ctx context.Context, path string) (map[string]bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, path, "-h")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	_ = cmd.Run() // -h may exit 0 or 2; the text is what counts
-	flags := map[string]bool{}
-	for _, m := range flagLine.FindAllStringSubmatch(out.String(), -1) {
-		flags[m[1]] = true
-	}
-	for _, f := range []string{"transport", "url", "clients", "duration", "out"} {
-		if !flags[f] {
-			text := strings.TrimSpace(out.String())
-			if len(text) > 200 {
-				text = text[:200] + "…"
-			}
-			return nil, fmt.Errorf("%s -h does not list -%s: is it bin/loadgen? (%q)", path, f, text)
-		}
-	}
-	return flags, nil
 }

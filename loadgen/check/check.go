@@ -240,6 +240,17 @@ func (k *Checker) fillHole(seq uint64) bool {
 	return false
 }
 
+// Span returns the seqs the subscription is owed at horizon h, from to to
+// inclusive (those its symbol filter selects): what Finish counts as
+// Expected. Every tick Tick accepted lies in it. ok is false when the
+// checker never started (it is owed nothing).
+func (k *Checker) Span(h uint64) (from, to uint64, ok bool) {
+	if !k.started {
+		return 0, 0, false
+	}
+	return k.first, max(h, k.last), true
+}
+
 // Finish closes the books at horizon h, the last seq the run owes every
 // subscription (the newest tick scheduled by the end of the run). Ticks
 // received past h are owed too. A checker that never started returns only
@@ -249,8 +260,8 @@ func (k *Checker) Finish(h uint64) result.Counts {
 	if !k.started {
 		return c
 	}
-	end := max(h, k.last)
-	c.Expected = k.count(k.first, end)
+	from, end, _ := k.Span(h)
+	c.Expected = k.count(from, end)
 	c.Missing = k.holesLost
 	for _, s := range k.holes {
 		c.Missing += s.n

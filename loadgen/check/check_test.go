@@ -145,6 +145,7 @@ func TestChecker(t *testing.T) {
 				k.StartAfter(tt.start)
 			}
 			var fresh int64
+			var accepted []uint64
 			for _, s := range tt.steps {
 				if s.gapTo > 0 {
 					k.Gap(s.seq, s.gapTo)
@@ -160,11 +161,24 @@ func TestChecker(t *testing.T) {
 				}
 				if k.Tick(s.seq, []byte(sym), price) {
 					fresh++
+					accepted = append(accepted, s.seq)
 				}
 			}
 			got := k.Finish(tt.horizon)
 			if got != tt.want {
 				t.Errorf("counts\n got %+v\nwant %+v", got, tt.want)
+			}
+			// The span is what Expected counts, and holds every tick the
+			// checker accepted (so the reach of a seq never counts more
+			// arrivals than owed subscriptions).
+			from, to, ok := k.Span(tt.horizon)
+			if n, _ := book.Count(from, to, nil); ok != k.Started() || ok && n != got.Expected {
+				t.Errorf("span %d..%d (%v) holds %d seqs, expected %d", from, to, ok, n, got.Expected)
+			}
+			for _, seq := range accepted {
+				if seq < from || seq > to {
+					t.Errorf("accepted seq %d outside the span %d..%d", seq, from, to)
+				}
 			}
 			if got.Expected != fresh+got.Missing+got.GapTicks {
 				t.Errorf("expected %d != fresh %d + missing %d + gap ticks %d", got.Expected, fresh, got.Missing, got.GapTicks)

@@ -34,6 +34,16 @@ import (
 // Transports this package implements.
 var Transports = []string{"sse", "ws", "poll"}
 
+// Endpoint returns the path a server serves a transport on (PROTOCOL.md),
+// relative to its base URL, or "" for an unknown transport.
+func Endpoint(transport string) string {
+	switch transport {
+	case "sse", "ws", "poll":
+		return "/" + transport
+	}
+	return ""
+}
+
 // Defaults double as the load generator's flag defaults.
 const (
 	DefaultConnectTimeout = 10 * time.Second
@@ -164,17 +174,16 @@ func (c *Config) Prepare() error {
 	if len(c.Symbols) > 0 {
 		q = append(q, "symbols="+url.QueryEscape(strings.Join(c.Symbols, ",")))
 	}
+	ep := Endpoint(c.Transport)
+	if ep == "" {
+		return fmt.Errorf("client: unknown transport %q", c.Transport)
+	}
+	c.path = prefix + ep
 	switch c.Transport {
-	case "sse":
-		c.path = prefix + "/sse"
 	case "ws":
-		c.path = prefix + "/ws"
 		c.wsURL = "ws://" + c.Base.Host + c.path
 	case "poll":
-		c.path = prefix + "/poll"
 		q = append(q, "max="+fmt.Sprint(c.PollMax))
-	default:
-		return fmt.Errorf("client: unknown transport %q", c.Transport)
 	}
 	if len(q) > 0 {
 		c.path += "?" + strings.Join(q, "&")

@@ -76,6 +76,52 @@ type Counts struct {
 	Malformed int64 `json:"malformed"`
 }
 
+// Add adds o to c: counts of clients, processes or repeats add up.
+func (c *Counts) Add(o Counts) {
+	c.Expected += o.Expected
+	c.Received += o.Received
+	c.Duplicates += o.Duplicates
+	c.OutOfOrder += o.OutOfOrder
+	c.Missing += o.Missing
+	c.Gaps += o.Gaps
+	c.GapTicks += o.GapTicks
+	c.WrongSymbol += o.WrongSymbol
+	c.WrongContent += o.WrongContent
+	c.Reconnects += o.Reconnects
+	c.Stalled += o.Stalled
+	c.Malformed += o.Malformed
+}
+
+// Faults lists what went wrong with delivery, one "N what" each, empty when
+// every expected tick arrived once, in order, with the right content. Gaps
+// are not faults: the server said what it skipped.
+func (c Counts) Faults() []string {
+	var f []string
+	for _, w := range []struct {
+		n    int64
+		what string
+	}{{c.Missing, "missing"}, {c.Duplicates, "duplicates"}, {c.OutOfOrder, "out of order"},
+		{c.WrongSymbol, "wrong symbol"}, {c.WrongContent, "wrong content"},
+		{c.Stalled, "stalled subscriptions"}, {c.Malformed, "malformed messages"}} {
+		if w.n > 0 {
+			f = append(f, fmt.Sprintf("%d %s", w.n, w.what))
+		}
+	}
+	return f
+}
+
+// AddFailures adds failure counts by cause to dst, which may be nil, and
+// returns it.
+func AddFailures(dst, src map[string]int64) map[string]int64 {
+	for k, v := range src {
+		if dst == nil {
+			dst = map[string]int64{}
+		}
+		dst[k] += v
+	}
+	return dst
+}
+
 // Bytes on the wire, counted on the connection (headers and framing included).
 type Bytes struct {
 	Sent     int64   `json:"sent"`     // client to server
@@ -128,6 +174,81 @@ type Slow struct {
 	BytesReceived int64 `json:"bytes_received"`
 }
 
+// Add adds o to s: stalled clients of several processes add up.
+func (s *Slow) Add(o Slow) {
+	s.Stalled += o.Stalled
+	s.Dropped += o.Dropped
+	s.Open += o.Open
+	s.BacklogBytes += o.BacklogBytes
+	s.BytesSent += o.BytesSent
+	s.BytesReceived += o.BytesReceived
+}
+
+// Dists are a run's three distributions, each as a summary in ms and as
+// the full histogram (µs) in HdrHistogram's compressed V2 encoding, so that
+// results merge exactly. Latency: arrival minus the tick's scheduled ts.
+// Connect: dial to handshake done. FirstTick: dial to first tick.
+type Dists struct {
+	Latency       Percentiles `json:"latency"`
+	Connect       Percentiles `json:"connect"`
+	FirstTick     Percentiles `json:"first_tick"`
+	HistLatency   string      `json:"hist_latency"`
+	HistConnect   string      `json:"hist_connect"`
+	HistFirstTick string      `json:"hist_first_tick"`
+}
+
+// Hists are the histograms behind Dists, in memory, with the shared
+// bounds: where results are merged (shards, processes, repeats).
+type Hists struct {
+	Latency, Connect, FirstTick *hdrhistogram.Histogram
+}
+
+// NewHists returns empty histograms.
+func NewHists() Hists {
+	return Hists{Latency: NewHistogram(), Connect: NewHistogram(), FirstTick: NewHistogram()}
+}
+
+// Merge adds o's values to h and returns how many fell outside the bounds
+// (none when o uses the shared bounds too).
+func (h Hists) Merge(o Hists) (dropped int64) {
+	return h.Latency.Merge(o.Latency) + h.Connect.Merge(o.Connect) + h.FirstTick.Merge(o.FirstTick)
+}
+
+// AddDists decodes d's histograms and merges them into h.
+func (h Hists) AddDists(d *Dists) error {
+	var o Hists
+	var err error
+	if o.Latency, err = DecodeHist(d.HistLatency); err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	if o.Connect, err = DecodeHist(d.HistConnect); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	if o.FirstTick, err = DecodeHist(d.HistFirstTick); err != nil {
+		return fmt.Errorf("first tick: %w", err)
+	}
+	if dropped := h.Merge(o); dropped != 0 {
+		return fmt.Errorf("%d histogram values out of range", dropped)
+	}
+	return nil
+}
+
+// Dists summarises and encodes h.
+func (h Hists) Dists() (Dists, error) {
+	d := Dists{Latency: Summarize(h.Latency), Connect: Summarize(h.Connect), FirstTick: Summarize(h.FirstTick)}
+	var err error
+	if d.HistLatency, err = EncodeHist(h.Latency); err != nil {
+		return Dists{}, err
+	}
+	if d.HistConnect, err = EncodeHist(h.Connect); err != nil {
+		return Dists{}, err
+	}
+	if d.HistFirstTick, err = EncodeHist(h.FirstTick); err != nil {
+		return Dists{}, err
+	}
+	return d, nil
+}
+
 // Result is one load-generator process's run, or a merge of several.
 type Result struct {
 	SchemaVersion int       `json:"schema_version"`
@@ -138,8 +259,12 @@ type Result struct {
 	Start         time.Time `json:"start"`
 	// Reader is what read the streams' connections: "epoll" (an event
 	// loop) or "goroutine" (one per client); "mixed" in a merge of both.
-	Reader   string  `json:"reader,omitempty"`
-	Duration float64 `json:"duration_s"` // measured wall time (streams: from when the ramp is over and every client connected, to the end; drain excluded)
+	Reader string `json:"reader,omitempty"`
+	// Duration is the measured wall time (s). Streams: from the end of the
+	// warm-up (without one: the ramp over and every client connected) to
+	// the end, drain excluded; shortpoll: the attack after the warm-up;
+	// storm: the whole run.
+	Duration float64 `json:"duration_s"`
 	// Warmup is the unrecorded time (s) before Duration (loadgen -warmup):
 	// ticks that arrived in it (or earlier, in the ramp) are not in the
 	// latency histogram nor in Messages, though the checker saw them.
@@ -149,7 +274,11 @@ type Result struct {
 	SlowClients int  `json:"slow_clients,omitempty"`
 	Slow        Slow `json:"slow,omitzero"`
 
-	Connected int64            `json:"connected"`          // clients connected at the end (stalled ones included: Slow says whether the server still held them)
+	// Connected: streams, clients connected at the end of the window
+	// (stalled ones included: Slow says whether the server still held
+	// them); shortpoll, pollers that got an answer; storm, connections
+	// that reached their first tick.
+	Connected int64            `json:"connected"`
 	Failures  map[string]int64 `json:"failures,omitempty"` // failed connections by cause: refused, reset, timeout, emfile, http_503, ...
 	Requests  int64            `json:"requests,omitempty"` // HTTP requests made (polling)
 	// FailureSamples holds one error message per failure cause.
@@ -160,7 +289,7 @@ type Result struct {
 	// FeedRate is the feed's rate in ticks/s as learned from the ticks' ts.
 	FeedRate float64 `json:"feed_rate,omitempty"`
 
-	Messages   int64   `json:"messages"`                // ticks received during Duration (Counts.Received counts the whole run)
+	Messages   int64   `json:"messages"`                // ticks received during Duration (Counts.Received counts the whole run; storm: the same)
 	MsgsPerSec float64 `json:"msgs_per_sec"`            // Messages / Duration
 	PerClient  float64 `json:"msgs_per_sec_per_client"` // MsgsPerSec / (Clients - SlowClients)
 
@@ -168,16 +297,27 @@ type Result struct {
 	Bytes  Bytes  `json:"bytes"`
 	Self   Self   `json:"self"`
 
-	// Latency: arrival minus the tick's scheduled ts. Connect: dial to
-	// handshake done. FirstTick: dial to first tick. Summaries in ms; the
-	// Hist* fields hold the full histograms (µs) in HdrHistogram's
-	// compressed V2 encoding, so that results merge exactly.
-	Latency       Percentiles `json:"latency"`
-	Connect       Percentiles `json:"connect"`
-	FirstTick     Percentiles `json:"first_tick"`
-	HistLatency   string      `json:"hist_latency"`
-	HistConnect   string      `json:"hist_connect"`
-	HistFirstTick string      `json:"hist_first_tick"`
+	// Dists: latency, connect and first-tick times (flat in the JSON:
+	// latency, hist_latency, ...).
+	Dists
+	// Reach is the per-tick reach (sse, ws, poll, shortpoll); absent in
+	// older results and the storm modes.
+	Reach *Reach `json:"reach,omitempty"`
+}
+
+// SetRates derives the rates from the totals: MsgsPerSec and PerClient
+// from Messages over Duration (per client: over the clients that did not
+// stall on purpose), Bytes.PerTick from the bytes and ticks received.
+func (r *Result) SetRates() {
+	if r.Duration > 0 {
+		r.MsgsPerSec = float64(r.Messages) / r.Duration
+		if n := r.Clients - r.SlowClients; n > 0 {
+			r.PerClient = r.MsgsPerSec / float64(n)
+		}
+	}
+	if r.Counts.Received > 0 {
+		r.Bytes.PerTick = float64(r.Bytes.Received) / float64(r.Counts.Received)
+	}
 }
 
 // Write writes r as indented JSON to path.
@@ -247,7 +387,7 @@ func Merge(rs ...*Result) (*Result, error) {
 		return nil, fmt.Errorf("merge: no results")
 	}
 	out := &Result{SchemaVersion: SchemaVersion, Transport: rs[0].Transport, URL: rs[0].URL, Symbols: rs[0].Symbols, Start: rs[0].Start, Reader: rs[0].Reader}
-	hl, hc, hf := NewHistogram(), NewHistogram(), NewHistogram()
+	hs := NewHists()
 	for _, r := range rs {
 		if r.Transport != out.Transport {
 			return nil, fmt.Errorf("merge: transport %q with %q", r.Transport, out.Transport)
@@ -264,12 +404,7 @@ func Merge(rs ...*Result) (*Result, error) {
 		}
 		out.Warmup = max(out.Warmup, r.Warmup)
 		out.SlowClients += r.SlowClients
-		out.Slow.Stalled += r.Slow.Stalled
-		out.Slow.Dropped += r.Slow.Dropped
-		out.Slow.Open += r.Slow.Open
-		out.Slow.BacklogBytes += r.Slow.BacklogBytes
-		out.Slow.BytesSent += r.Slow.BytesSent
-		out.Slow.BytesReceived += r.Slow.BytesReceived
+		out.Slow.Add(r.Slow)
 		if r.Start.Before(out.Start) {
 			out.Start = r.Start
 		}
@@ -283,25 +418,8 @@ func Merge(rs ...*Result) (*Result, error) {
 		}
 		out.Warnings = append(out.Warnings, r.Warnings...)
 		out.FeedRate = max(out.FeedRate, r.FeedRate)
-		for k, v := range r.Failures {
-			if out.Failures == nil {
-				out.Failures = map[string]int64{}
-			}
-			out.Failures[k] += v
-		}
-		c := &out.Counts
-		c.Expected += r.Counts.Expected
-		c.Received += r.Counts.Received
-		c.Duplicates += r.Counts.Duplicates
-		c.OutOfOrder += r.Counts.OutOfOrder
-		c.Missing += r.Counts.Missing
-		c.Gaps += r.Counts.Gaps
-		c.GapTicks += r.Counts.GapTicks
-		c.WrongSymbol += r.Counts.WrongSymbol
-		c.WrongContent += r.Counts.WrongContent
-		c.Reconnects += r.Counts.Reconnects
-		c.Stalled += r.Counts.Stalled
-		c.Malformed += r.Counts.Malformed
+		out.Failures = AddFailures(out.Failures, r.Failures)
+		out.Counts.Add(r.Counts)
 		out.Bytes.Sent += r.Bytes.Sent
 		out.Bytes.Received += r.Bytes.Received
 		out.Self.CPUSeconds += r.Self.CPUSeconds
@@ -314,37 +432,16 @@ func Merge(rs ...*Result) (*Result, error) {
 			out.Self.Saturated = true
 			out.Self.Warning = r.Self.Warning
 		}
-		for _, p := range []struct {
-			dst *hdrhistogram.Histogram
-			src string
-		}{{hl, r.HistLatency}, {hc, r.HistConnect}, {hf, r.HistFirstTick}} {
-			h, err := DecodeHist(p.src)
-			if err != nil {
-				return nil, err
-			}
-			if dropped := p.dst.Merge(h); dropped != 0 {
-				return nil, fmt.Errorf("merge: %d histogram values out of range", dropped)
-			}
+		if err := hs.AddDists(&r.Dists); err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
 		}
 	}
-	if out.Duration > 0 {
-		out.MsgsPerSec = float64(out.Messages) / out.Duration
-		if n := out.Clients - out.SlowClients; n > 0 {
-			out.PerClient = out.MsgsPerSec / float64(n)
-		}
-	}
-	if out.Counts.Received > 0 {
-		out.Bytes.PerTick = float64(out.Bytes.Received) / float64(out.Counts.Received)
-	}
-	out.Latency, out.Connect, out.FirstTick = Summarize(hl), Summarize(hc), Summarize(hf)
+	out.SetRates()
 	var err error
-	if out.HistLatency, err = EncodeHist(hl); err != nil {
+	if out.Dists, err = hs.Dists(); err != nil {
 		return nil, err
 	}
-	if out.HistConnect, err = EncodeHist(hc); err != nil {
-		return nil, err
-	}
-	if out.HistFirstTick, err = EncodeHist(hf); err != nil {
+	if out.Reach, err = mergeReach(rs); err != nil {
 		return nil, err
 	}
 	return out, nil

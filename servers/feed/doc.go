@@ -9,6 +9,9 @@
 //
 // Concurrency: one goroutine (Feed.Run) publishes; any number of goroutines
 // read the Ring through their own cursor with Ring.Read and wait for news with
-// Ring.Wait. Publishing never waits for a reader: a reader that falls behind
-// the oldest retained tick gets a Gap, never an unbounded queue.
+// Ring.WaitFor. Publishing never waits for a reader: a reader that falls behind
+// the oldest retained tick gets a Gap, never an unbounded queue. A publish
+// wakes only the readers it concerns (their cursor and their symbols), so a
+// subscriber that waits for ticks far ahead or for symbols not being
+// published costs the publisher nothing.
 package feed

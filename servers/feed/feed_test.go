@@ -95,27 +95,6 @@ func TestRingReadGapAndFilter(t *testing.T) {
 	}
 }
 
-func TestRingWaitWakesOnPublishAndClose(t *testing.T) {
-	r := NewRing(4)
-	w := r.Wait()
-	r.Publish(frames(1, 1, 1)...)
-	select {
-	case <-w:
-	default:
-		t.Fatal("Publish did not wake a waiter")
-	}
-	w = r.Wait()
-	r.Close()
-	select {
-	case <-w:
-	default:
-		t.Fatal("Close did not wake a waiter")
-	}
-	if !r.Closed() {
-		t.Fatal("Closed() false after Close")
-	}
-}
-
 func TestFeedRunSchedules(t *testing.T) {
 	f, err := New(Config{Seed: 1, Symbols: 4, Rate: 1000, History: 100})
 	if err != nil {

@@ -20,8 +20,13 @@ const (
 // Reasons for a refused connection.
 const (
 	ReasonMaxConns = "max_conns"     // -max-conns reached (or the open-files budget)
-	ReasonEMFILE   = "emfile"        // accept failed: too many open files
 	ReasonShutdown = "shutting_down" // the server is draining
+	// ReasonConnLimit: accepted past the connection bound, into the reserve
+	// that only serves /healthz and /metrics; answered 503 and closed.
+	ReasonConnLimit = "conn_limit"
+	// ReasonReserveFull: accepted past the connection bound and its reserve
+	// too; closed at once, unanswered.
+	ReasonReserveFull = "reserve_full"
 )
 
 // Metrics are the server's instruments.
@@ -34,6 +39,12 @@ type Metrics struct {
 	Gaps         *prometheus.CounterVec
 	WriteErrors  *prometheus.CounterVec
 	PollRequests prometheus.Counter
+	// Accepted counts the TCP connections accepted and not yet closed, on
+	// every path, taken-over streams and the reserve included.
+	Accepted prometheus.Gauge
+	// AcceptErrors counts accept calls that failed for want of a file
+	// descriptor: net/http retries them, so they count retries, not clients.
+	AcceptErrors prometheus.Counter
 	transports   map[string]*Transport
 }
 
@@ -57,6 +68,10 @@ func New() *Metrics {
 			Help: "Writes or flushes that failed (peer gone or write deadline passed), by transport."}, []string{"transport"}),
 		PollRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "poll_requests_total",
 			Help: "Poll requests answered (long and short)."}),
+		Accepted: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "connections_accepted",
+			Help: "TCP connections accepted and open now, whatever they ask (streams, polls, scrapes, idle keep-alives)."}),
+		AcceptErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "accept_errors_total",
+			Help: "Accept calls that failed for want of a file descriptor (each retry counts once; the client waits in the backlog)."}),
 	}
 	m.transports = map[string]*Transport{}
 	for _, name := range []string{SSE, WS, Poll} {
@@ -71,7 +86,7 @@ func New() *Metrics {
 		}
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.ConnsOpen, m.Refused, m.Deliveries, m.BytesWritten, m.Gaps, m.WriteErrors, m.PollRequests)
+		m.ConnsOpen, m.Refused, m.Deliveries, m.BytesWritten, m.Gaps, m.WriteErrors, m.PollRequests, m.Accepted, m.AcceptErrors)
 	return m
 }
 

@@ -105,7 +105,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// An answer that is ready now is read straight away; otherwise the
 	// request is held without a batch buffer, so that thousands of held
 	// polls cost only their goroutines, and read once something arrived.
-	wake := ring.Wait()
 	if p.timeout > 0 && !h.ready(p.cursor, p.filter) {
 		release, reason, ok := h.Admit()
 		if !ok {
@@ -115,7 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.Metrics.Open.Inc()
-		h.hold(r.Context(), p, wake)
+		h.hold(r.Context(), p)
 		h.Metrics.Open.Dec()
 		release()
 	}
@@ -138,27 +137,27 @@ func (h *Handler) ready(cursor uint64, filter feed.Filter) bool {
 
 // hold waits until a tick after p.cursor of the client's symbols (or a gap)
 // is retained, the timeout passes, the client leaves or the server stops.
-func (h *Handler) hold(ctx context.Context, p params, wake <-chan struct{}) {
+func (h *Handler) hold(ctx context.Context, p params) {
 	ring := h.Feed.Ring()
 	timer := time.NewTimer(p.timeout)
 	defer timer.Stop()
 	for {
+		// Wait before checking, so that a publish in between is not missed.
+		wake, cancel := ring.WaitFor(p.cursor, p.filter)
+		if ring.Closed() || h.ready(p.cursor, p.filter) {
+			cancel()
+			return
+		}
 		select {
 		case <-wake:
+			cancel()
+			continue
 		case <-timer.C:
-			return
 		case <-ctx.Done():
-			return
 		case <-h.Stop:
-			return
 		}
-		if ring.Closed() {
-			return
-		}
-		wake = ring.Wait()
-		if h.ready(p.cursor, p.filter) {
-			return
-		}
+		cancel()
+		return
 	}
 }
 

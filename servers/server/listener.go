@@ -11,29 +11,131 @@ import (
 	"github.com/pushbench/pushbench/servers/metrics"
 )
 
-// limitListener counts accept failures at the open-files limit and logs
-// them at most once a second. net/http already backs off on such errors
-// (5 ms doubling to 1 s), so the process neither crashes nor spins; the
-// clients it has keep being served.
+// FDReserve is how many descriptors below the open-files limit are kept
+// from ordinary clients: ReserveConns of them for connections that may only
+// ask /healthz and /metrics, the rest for the listener, the runtime's poller
+// and the files a /metrics scrape opens. A process whose limit is L serves
+// at most L-FDReserve connections normally.
+const FDReserve = 64
+
+// ReserveConns is how many connections are accepted past the normal bound.
+// They are served /healthz and /metrics only, so that a server out of
+// connections can still be watched; anything else gets 503. They take half
+// of FDReserve.
+const ReserveConns = FDReserve / 2
+
+// ReserveTimeout bounds the whole life of a reserve connection, reading the
+// request and writing the answer, so that a few slow or silent clients
+// cannot hold the reserve for long.
+const ReserveTimeout = 2 * time.Second
+
+// limitListener bounds the connections open at once. It counts every
+// accepted connection until its Close, whatever becomes of it (an HTTP
+// exchange, a taken-over stream, an idle keep-alive), because each holds a
+// descriptor. Past the bound, ReserveConns more are accepted as reserve
+// connections; past those, a new connection is closed at once so that its
+// client learns at once instead of waiting in the accept backlog.
+//
+// Accept failures for want of a descriptor are a last resort: with the
+// bound below the open-files limit they should not happen. net/http backs
+// off on them (5 ms doubling to 1 s), so the process neither crashes nor
+// spins; they are counted and logged at most once a second.
 type limitListener struct {
-	net.Listener
+	*net.TCPListener
 	s       *Server
-	lastLog atomic.Int64
+	max     int64 // normal connections; 0: no bound (and no reserve)
+	reserve int64
+	sndbuf  int
+	open    atomic.Int64
+	// When each warning was last logged, so that one does not hide another.
+	warnedEMFILE, warnedBound, warnedFull atomic.Int64
 }
 
-// Listener wraps l so that EMFILE/ENFILE accept failures are counted in
-// pushbench_connections_refused_total{reason="emfile"} and logged.
-func (s *Server) Listener(l net.Listener) net.Listener { return &limitListener{Listener: l, s: s} }
-
+// Accept returns the next connection within the bound, set up with the
+// send buffer cap.
 func (l *limitListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
-		l.s.metrics.Refused.WithLabelValues("any", metrics.ReasonEMFILE).Inc()
-		now := time.Now().UnixNano()
-		if last := l.lastLog.Load(); now-last > int64(time.Second) && l.lastLog.CompareAndSwap(last, now) {
-			l.s.cfg.Logger.Warn("accept: out of file descriptors; refusing new clients until some leave",
-				slog.Int64("clients", l.s.Open()), slog.Any("err", err))
+	for {
+		c, err := l.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				l.s.metrics.AcceptErrors.Inc()
+				l.warn(&l.warnedEMFILE, "accept: out of file descriptors; new clients wait in the backlog until some leave", slog.Any("err", err))
+			}
+			return nil, err
 		}
+		n := l.open.Add(1)
+		if l.max > 0 && n > l.max+l.reserve {
+			l.open.Add(-1)
+			l.s.metrics.Refused.WithLabelValues("any", metrics.ReasonReserveFull).Inc() // before the client can see it
+			l.warn(&l.warnedFull, "connection bound and its reserve are full: new connections are closed at accept")
+			_ = c.Close()
+			continue
+		}
+		if l.sndbuf > 0 {
+			if err := c.SetWriteBuffer(l.sndbuf); err != nil {
+				l.s.cfg.Logger.Debug("set SO_SNDBUF", slog.Int("bytes", l.sndbuf), slog.Any("err", err))
+			}
+		}
+		lc := &limitedConn{TCPConn: c, l: l}
+		if l.max > 0 && n > l.max {
+			lc.until = time.Now().Add(ReserveTimeout)
+			_ = c.SetDeadline(lc.until)
+			l.warn(&l.warnedBound, "connection bound reached: new clients get 503, /healthz and /metrics are served from the reserve")
+		}
+		l.s.metrics.Accepted.Inc()
+		return lc, nil
 	}
-	return c, err
+}
+
+// warn logs msg with the open connections and admitted clients, at most
+// once a second per warning (last holds when it was last logged).
+func (l *limitListener) warn(last *atomic.Int64, msg string, attrs ...any) {
+	now := time.Now().UnixNano()
+	if prev := last.Load(); now-prev > int64(time.Second) && last.CompareAndSwap(prev, now) {
+		attrs = append(attrs, slog.Int64("conns", l.open.Load()), slog.Int64("bound", l.max),
+			slog.Int64("reserve", l.reserve), slog.Int64("clients", l.s.Open()))
+		l.s.cfg.Logger.Warn(msg, attrs...)
+	}
+}
+
+// limitedConn is an accepted connection that gives its slot back when
+// closed, once, whoever closes it (net/http, or a handler that took the
+// connection over). It embeds *net.TCPConn rather than net.Conn so that
+// net.Buffers still reaches the socket in one writev.
+type limitedConn struct {
+	*net.TCPConn
+	l      *limitListener
+	until  time.Time // a reserve connection: no deadline may pass this
+	closed atomic.Bool
+}
+
+// Close gives the slot back before it closes the socket, so that a client
+// that sees the connection end may count on the slot being free.
+func (c *limitedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.open.Add(-1)
+		c.l.s.metrics.Accepted.Dec()
+	}
+	return c.TCPConn.Close()
+}
+
+func (c *limitedConn) isReserve() bool { return !c.until.IsZero() }
+
+// capped keeps a reserve connection's deadlines within its ReserveTimeout:
+// net/http would otherwise move them to its own, longer, timeouts.
+func (c *limitedConn) capped(t time.Time) time.Time {
+	if c.isReserve() && (t.IsZero() || t.After(c.until)) {
+		return c.until
+	}
+	return t
+}
+
+func (c *limitedConn) SetDeadline(t time.Time) error { return c.TCPConn.SetDeadline(c.capped(t)) }
+
+func (c *limitedConn) SetReadDeadline(t time.Time) error {
+	return c.TCPConn.SetReadDeadline(c.capped(t))
+}
+
+func (c *limitedConn) SetWriteDeadline(t time.Time) error {
+	return c.TCPConn.SetWriteDeadline(c.capped(t))
 }

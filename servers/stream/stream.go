@@ -75,8 +75,12 @@ func Run(ctx context.Context, stop <-chan struct{}, cfg Config, w Writer) error 
 	m := cfg.Metrics
 	cursor := cfg.Cursor
 	lastWrite := time.Now()
+	cancel := func() {}
+	defer func() { cancel() }()
 	for {
-		wake := cfg.Ring.Wait()
+		cancel()
+		var wake <-chan struct{}
+		wake, cancel = cfg.Ring.WaitFor(cursor, cfg.Filter)
 		n, err := drain(cfg, &cursor, maxBatch, w)
 		if err != nil {
 			m.WriteErrors.Inc()

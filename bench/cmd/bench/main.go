@@ -26,13 +26,13 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/pushbench/pushbench/bench/env"
 	"github.com/pushbench/pushbench/bench/proc"
 	"github.com/pushbench/pushbench/bench/report"
 	"github.com/pushbench/pushbench/bench/runner"
+	"github.com/pushbench/pushbench/internal/rlimit"
 	"github.com/pushbench/pushbench/servers/feed"
 )
 
@@ -138,7 +138,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		pollEvery  = fs.Duration("poll-interval", DefaultPollEvery, "shortpoll: each client polls this often")
 		out        = fs.String("out", "results", "directory for results: each run writes OUT/<UTC timestamp>/ and points OUT/latest at it")
 		serverBin  = fs.String("server", "bin/server", "server binary (make build)")
-		loadgenBin = fs.String("loadgen", "bin/loadgen", "load generator binary (make build)")
+		loadgenBin = fs.String("loadgen", "bin/loadgen", "load generator binary, built from the same tree (make build): bench passes it this version's flags")
 		pin        = fs.String("pin", "auto", "CPU pinning: auto (taskset if found), taskset, sched_setaffinity or off")
 		charts     = fs.String("charts", "svg", "chart format: svg, png or none")
 		prog       = fs.String("progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or off")
@@ -179,7 +179,9 @@ Flags:
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	openFiles, err := raiseOpenFiles()
+	// The server and load generators inherit the raised limit; it sizes
+	// how many clients one load-generator process may hold.
+	openFiles, _, err := rlimit.RaiseFiles()
 	if err != nil {
 		return nil, err
 	}
@@ -331,24 +333,6 @@ func findBinary(name, path string) (string, error) {
 	return "", usagef("-%s: %s is not an executable file (run make build first)", name, path)
 }
 
-// raiseOpenFiles raises bench's soft open-files limit to the hard one; the
-// server and load generators inherit it, and it sizes how many clients one
-// load-generator process may hold.
-func raiseOpenFiles() (uint64, error) {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("read open-files limit: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		want := lim
-		want.Cur = want.Max
-		if unix.Setrlimit(unix.RLIMIT_NOFILE, &want) == nil {
-			lim = want
-		}
-	}
-	return lim.Cur, nil
-}
-
 // bench runs the matrix and writes everything.
 func bench(o *options, args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -391,11 +375,6 @@ func bench(o *options, args []string, stdout, stderr io.Writer, sig <-chan os.Si
 	}
 	defer os.RemoveAll(work)
 
-	lgFlags, err := runner.ProbeLoadgen(ctx, o.loadgenBin)
-	if err != nil {
-		fmt.Fprintf(stderr, "bench: %v\n", err)
-		return 1
-	}
 	// The run's directory exists only once the run can start.
 	started := time.Now().UTC()
 	dir := filepath.Join(o.out, started.Format("20060102T150405Z"))
@@ -411,23 +390,7 @@ func bench(o *options, args []string, stdout, stderr io.Writer, sig <-chan os.Si
 		SlowShare: o.slowShare, ChurnShare: o.churn, PollInterval: report.Duration(o.pollEvery),
 		StormRate: max(o.rate, runner.StormMinRate), Subscribe: o.subscribe, Args: args,
 	}
-	probe := runner.Config{LoadgenFlags: lgFlags}
-	var scenarios []string
-	for _, sc := range o.scenarios {
-		if why := probe.Unsupported(sc); why != "" {
-			cfg.Skipped = append(cfg.Skipped, sc+": "+why)
-			fmt.Fprintf(stderr, "bench: skipping scenario %s: %s\n", sc, why)
-			continue
-		}
-		scenarios = append(scenarios, sc)
-	}
-	if len(scenarios) == 0 {
-		fmt.Fprintf(stderr, "bench: no scenario left to run\n")
-		return 1
-	}
-	if !lgFlags["warmup"] && o.warmup > 0 {
-		cfg.Caveats = append(cfg.Caveats, "bin/loadgen has no -warmup: its latency includes the warm-up after the ramp (server figures exclude it).")
-	}
+	scenarios := o.scenarios
 	if slices.Contains(o.transports, "shortpoll") && slices.ContainsFunc(scenarios, func(s string) bool { return s != report.Steady }) {
 		cfg.Caveats = append(cfg.Caveats, "shortpoll runs in steady only: stalls, churn and storms concern held connections, and a short poller holds none between requests.")
 	}
@@ -441,8 +404,7 @@ func bench(o *options, args []string, stdout, stderr io.Writer, sig <-chan os.Si
 		Transports: o.transports, Clients: o.clients, Scenarios: scenarios, Repeat: o.repeat,
 		Duration: o.duration, Warmup: o.warmup, Rate: o.rate, Symbols: o.symbols, Seed: o.seed,
 		ClientSymbols: o.subscribe, SlowShare: o.slowShare, ChurnShare: o.churn, PollInterval: o.pollEvery,
-		LoadgenFlags: lgFlags,
-		OpenFiles:    o.openFiles, MaxPerLoadgen: o.perLoadgen, Pinning: pin, SampleInterval: o.sampleEvry,
+		OpenFiles: o.openFiles, MaxPerLoadgen: o.perLoadgen, Pinning: pin, SampleInterval: o.sampleEvry,
 		WorkDir: work, LogDir: filepath.Join(dir, "logs"),
 		ServerArgs: o.serverArgs, LoadgenArgs: o.lgArgs, Group: group,
 		Progress: func(e runner.Event) {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -19,19 +18,22 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushbench/pushbench/internal/rlimit"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/server"
 	"github.com/pushbench/pushbench/servers/sse"
 	"github.com/pushbench/pushbench/servers/ws"
 )
 
-// fdReserve is kept free of clients for the listener, /metrics scrapes and
-// the process's own files, so that the server answers 503 at its client cap
-// instead of failing accept with EMFILE.
-const fdReserve = 64
-
 // shutdownTimeout bounds a graceful stop.
 const shutdownTimeout = 5 * time.Second
+
+// -sndbuf bounds: Linux clamps smaller values to about 4.6 KiB, and a larger
+// buffer defeats the purpose of the flag.
+const (
+	minSndBuf = 4 << 10
+	maxSndBuf = 64 << 20
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
@@ -51,12 +53,18 @@ func run(args []string, stderr io.Writer) int {
 		retry        = fs.Duration("retry", sse.DefaultRetry, "SSE retry hint sent to clients")
 		ping         = fs.Duration("ping", ws.DefaultPing, "WebSocket ping period; a peer that misses a pong for 1.5 periods is dropped")
 		writeTimeout = fs.Duration("write-timeout", sse.DefaultWriteTimeout, "deadline of every write; a client that blocks longer is dropped")
-		maxConns     = fs.Int("max-conns", 0, "cap on streaming clients and held polls (0: the open-files limit minus a reserve)")
+		maxConns     = fs.Int("max-conns", 0, fmt.Sprintf("cap on streaming clients and held polls (0: the open-files limit minus %d)", server.FDReserve))
+		headerTO     = fs.Duration("header-timeout", server.DefaultHeaderTimeout, "time allowed to read a request's head; a request that declares a body gets 400 (no endpoint takes one)")
+		idleTO       = fs.Duration("idle-timeout", server.DefaultIdleTimeout, "a keep-alive connection that has not begun its next request within this is closed")
+		sndbuf       = fs.Int("sndbuf", server.DefaultSndBuf, "SO_SNDBUF of every connection, bytes: bounds the kernel memory a client that stops reading holds (Linux doubles it; 0: the kernel's autotuning, up to 4 MiB)")
 		allowOrigin  = fs.String("allow-origin", "", "WebSocket origins allowed besides same-origin, comma separated, or * for any")
 		logLevel     = fs.String("log", "info", "log level: debug, info, warn or error")
 	)
 	usage := func() {
-		fmt.Fprintf(stderr, "Usage: server [flags]\n\nServes the pushbench feed per PROTOCOL.md on /sse, /ws, /poll, /metrics, /healthz and / (demo page).\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: server [flags]\n\nServes the pushbench feed per PROTOCOL.md on /sse, /ws, /poll, /metrics, /healthz and / (demo page).\n"+
+			"Open connections are bounded at the open-files limit minus %d; %d more are accepted that may only ask /healthz\n"+
+			"and /metrics (anything else gets 503 with Retry-After), and past those a connection is closed at once.\n\nFlags:\n",
+			server.FDReserve, server.ReserveConns)
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
@@ -83,7 +91,8 @@ func run(args []string, stderr io.Writer) int {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"heartbeat", *heartbeat}, {"retry", *retry}, {"ping", *ping}, {"write-timeout", *writeTimeout}} {
+	}{{"heartbeat", *heartbeat}, {"retry", *retry}, {"ping", *ping}, {"write-timeout", *writeTimeout},
+		{"header-timeout", *headerTO}, {"idle-timeout", *idleTO}} {
 		if d.v <= 0 {
 			return fail("-%s must be a positive duration, got %v", d.name, d.v)
 		}
@@ -103,6 +112,9 @@ func run(args []string, stderr io.Writer) int {
 	if *maxConns < 0 {
 		return fail("-max-conns must be >= 0, got %d", *maxConns)
 	}
+	if *sndbuf != 0 && (*sndbuf < minSndBuf || *sndbuf > maxSndBuf) {
+		return fail("-sndbuf must be 0 or %d..%d bytes, got %d", minSndBuf, maxSndBuf, *sndbuf)
+	}
 	if _, _, err := net.SplitHostPort(*addr); err != nil {
 		return fail("-addr must be host:port, got %q", *addr)
 	}
@@ -112,18 +124,23 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	soft, hard, err := raiseOpenFiles()
+	soft, hard, err := rlimit.RaiseFiles()
 	if err != nil {
-		log.Warn("could not raise the open-files limit", "soft", soft, "hard", hard, "err", err)
+		log.Warn("could not read the open-files limit", "err", err)
+	} else if soft < hard {
+		log.Warn("could not raise the open-files limit to the hard limit", "soft", soft, "hard", hard)
 	}
-	budget := int(soft) - fdReserve
+	// Every connection holds a descriptor: the connection bound keeps
+	// FDReserve of them from clients (half for a reserve that still answers
+	// /healthz and /metrics), so that accept never fails with EMFILE.
+	budget := max(int(soft)-server.FDReserve, 1)
 	if *maxConns == 0 {
-		*maxConns = max(budget, 1)
+		*maxConns = budget
 	} else if *maxConns > budget {
-		log.Warn("-max-conns exceeds the open-files limit; clients past it are refused at accept",
-			"max_conns", *maxConns, "open_files", soft, "raise_with", "ulimit -n (hard limit) or /etc/security/limits.conf")
+		log.Warn("-max-conns exceeds the open-files limit; connections past it get 503",
+			"max_conns", *maxConns, "conns", budget, "open_files", soft, "raise_with", "ulimit -n (hard limit) or /etc/security/limits.conf")
 	}
-	log.Info("open files", "soft", soft, "hard", hard, "max_conns", *maxConns)
+	log.Info("open files", "soft", soft, "hard", hard, "max_conns", *maxConns, "conns", budget, "reserve", server.ReserveConns)
 
 	srv, err := server.New(server.Config{
 		Transport: *transport,
@@ -134,24 +151,23 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		return fail("%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "server: "), "feed: "))
 	}
-	ln, err := net.Listen("tcp", *addr)
+	tcpAddr, err := net.ResolveTCPAddr("tcp", *addr)
+	if err != nil {
+		return fail("-addr: %v", err)
+	}
+	ln, err := net.ListenTCP("tcp", tcpAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "server: listen: %v\n", err)
 		return 1
 	}
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	hs, limited := srv.HTTP(ln, server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
+		HeaderTimeout: *headerTO, IdleTimeout: *idleTO})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	feedDone := make(chan error, 1)
 	go func() { feedDone <- srv.Run(ctx) }()
 	serveDone := make(chan error, 1)
-	go func() { serveDone <- hs.Serve(srv.Listener(ln)) }()
+	go func() { serveDone <- hs.Serve(limited) }()
 	log.Info("serving", "addr", ln.Addr().String(), "transport", *transport, "seed", *seed,
 		"symbols", *symbols, "rate", *rate, "history", *history)
 
@@ -180,22 +196,4 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return code
-}
-
-// raiseOpenFiles raises the soft RLIMIT_NOFILE to the hard limit and
-// returns the limits in force.
-func raiseOpenFiles() (soft, hard uint64, err error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, 0, fmt.Errorf("getrlimit: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		want := lim
-		want.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-			return lim.Cur, lim.Max, fmt.Errorf("setrlimit: %w", err)
-		}
-		lim = want
-	}
-	return lim.Cur, lim.Max, nil
 }

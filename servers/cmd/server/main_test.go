@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +23,12 @@ func TestBadFlagsExit2WithOneLine(t *testing.T) {
 		{"-ping", "-1s"},
 		{"-addr", "nonsense"},
 		{"-max-conns", "-3"},
+		{"-header-timeout", "0s"},
+		{"-idle-timeout", "-1s"},
+		{"-sndbuf", "-1"},
+		{"-sndbuf", "100"},
+		{"-sndbuf", "1000000000"},
+		{"-sndbuf", "64k"},
 		{"-log", "loud"},
 		{"-nope"},
 		{"extra-arg"},
@@ -36,18 +41,20 @@ func TestBadFlagsExit2WithOneLine(t *testing.T) {
 		}
 	}
 	var stderr bytes.Buffer
-	if code := run([]string{"-h"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "-transport") {
+	if code := run([]string{"-h"}, &stderr); code != 0 {
 		t.Errorf("-h: exit %d, %q", code, stderr.String())
+	}
+	for _, flag := range []string{"-transport", "-header-timeout", "-idle-timeout", "-sndbuf"} {
+		if !strings.Contains(stderr.String(), flag) {
+			t.Errorf("-h does not document %s", flag)
+		}
 	}
 }
 
 // TestSIGTERMExitsZero runs the real binary: it serves /healthz, then on
 // SIGTERM shuts down and exits 0 within the shutdown bound.
 func TestSIGTERMExitsZero(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "server")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := serverBin
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
