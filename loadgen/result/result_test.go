@@ -168,3 +168,22 @@ func TestJSONLayout(t *testing.T) {
 		t.Errorf("read back %+v", back.Dists)
 	}
 }
+
+// TestMergeReader: a merge keeps the reader its parts share and says
+// "mixed" when they differ.
+func TestMergeReader(t *testing.T) {
+	r := func(reader string) *Result {
+		return &Result{SchemaVersion: SchemaVersion, Transport: "sse", Clients: 1, Reader: reader}
+	}
+	for _, c := range []struct {
+		a, b, want string
+	}{{"epoll", "epoll", "epoll"}, {"goroutine", "goroutine", "goroutine"}, {"epoll", "goroutine", "mixed"}, {"goroutine", "epoll", "mixed"}} {
+		m, err := Merge(r(c.a), r(c.b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Reader != c.want {
+			t.Errorf("merge of %s and %s: reader %q, want %q", c.a, c.b, m.Reader, c.want)
+		}
+	}
+}
