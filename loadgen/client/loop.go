@@ -32,8 +32,9 @@ import (
 // deadlines are a timer reset per connection; here one sweep per worker
 // checks every connection's idle clock), hands data through a per-engine
 // callback with a borrowed buffer (the tail of an incomplete message would
-// still be ours to copy), and brings a large dependency for the 300 lines
-// this needs on golang.org/x/sys/unix, which the module already uses.
+// still be ours to copy), and brings a large dependency for what takes a
+// few hundred lines on golang.org/x/sys/unix, which the module already
+// uses.
 
 // handler is the transport-specific half of a client served by a Loop.
 // The Loop calls it on one worker goroutine only.
