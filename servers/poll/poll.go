@@ -52,9 +52,11 @@ type params struct {
 }
 
 func (h *Handler) parse(r *http.Request) (params, error) {
-	q := r.URL.Query()
 	p := params{timeout: DefaultTimeout, max: DefaultMax}
-	var err error
+	q, err := query.Values(r.URL.RawQuery)
+	if err != nil {
+		return p, err
+	}
 	if v, ok := q["cursor"]; ok {
 		if p.cursor, err = query.Seq("cursor", v[0]); err != nil {
 			return p, err

@@ -269,6 +269,41 @@ func TestBadInputIs400(t *testing.T) {
 	}
 }
 
+// TestMalformedQueryIs400: a query that url.ParseQuery refuses is a 400 on
+// every transport, never a stream that silently lost its resume point.
+func TestMalformedQueryIs400(t *testing.T) {
+	ts := startServer(t, server.Config{Transport: "all"})
+	for _, path := range []string{
+		"/sse?lastEventId=%zz", "/sse?symbols=AAPL;lastEventId=5",
+		"/ws?since=%zz", "/ws?since=5;symbols=AAPL",
+		"/poll?cursor=%zz", "/poll?cursor=5;timeout=0",
+	} {
+		t.Run(path, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.base+path, nil)
+			if strings.HasPrefix(path, "/ws") {
+				req.Header.Set("Upgrade", "websocket")
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+				req.Header.Set("Sec-WebSocket-Version", "13")
+			}
+			resp, err := httpClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400", resp.StatusCode)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), "malformed query") {
+				t.Errorf("body %q does not say the query is malformed", body)
+			}
+		})
+	}
+}
+
 func TestOtherTransportsPathsAre404(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {

@@ -67,7 +67,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ring := h.Feed.Ring()
-	q := r.URL.Query()
+	q, err := query.Values(r.URL.RawQuery)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
 	var filter feed.Filter
 	if v, ok := q["symbols"]; ok {
 		f, err := query.Symbols(v[0], h.Feed.Symbols(), h.SymbolIndex)

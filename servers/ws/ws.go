@@ -105,7 +105,11 @@ func sameOrigin(origin, host string) bool {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
 	ring := h.Feed.Ring()
-	q := r.URL.Query()
+	q, err := query.Values(r.URL.RawQuery)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	var filter feed.Filter
 	if v, ok := q["symbols"]; ok {
 		f, err := query.Symbols(v[0], h.Feed.Symbols(), h.SymbolIndex)
