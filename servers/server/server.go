@@ -222,8 +222,10 @@ func (s *Server) goConn(fn func()) bool {
 // beside it to stop accepting and to wait for the HTTP handlers.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
-		s.cancel()
+		// stop first: a WebSocket writer that returns because its context
+		// was canceled sends 1001 only if it sees stop closed already.
 		close(s.stop)
+		s.cancel()
 		s.connsMu.Lock()
 		s.draining = true
 		s.connsMu.Unlock()

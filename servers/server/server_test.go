@@ -523,6 +523,45 @@ func TestShutdown(t *testing.T) {
 	})
 }
 
+// TestShutdownClosesEveryWebSocket: with hundreds of clients open, every
+// one of them gets the 1001 close frame, not a bare TCP close.
+func TestShutdownClosesEveryWebSocket(t *testing.T) {
+	const n = 400
+	ts := startServer(t, server.Config{Transport: "ws", Feed: feed.Config{Rate: 20}})
+	subs := make([]*sub, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 50)
+	for i := range subs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			subs[i], errs[i] = trySubscribe(t, ts.base, "ws", subOpts{})
+		})
+	}
+	wg.Wait()
+	for i := range subs {
+		if errs[i] != nil || subs[i].status != 200 {
+			t.Fatalf("client %d: %v (status %d)", i, errs[i], subs[i].status)
+		}
+	}
+	waitFor(t, time.Minute, "every client open", func() bool { return ts.srv.Open() == n })
+	if err := ts.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i, s := range subs {
+		if _, ok := s.ended(10 * time.Second); !ok || s.closeCode != websocket.CloseGoingAway {
+			if bad++; bad <= 5 {
+				t.Errorf("client %d: close code %d (ended %v, %v), want 1001", i, s.closeCode, ok, s.err)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d clients got no 1001", bad, n)
+	}
+}
+
 // TestMaxConns: past -max-conns a client gets 503 and the refusal is counted.
 func TestMaxConns(t *testing.T) {
 	for _, tr := range transports {
