@@ -613,6 +613,63 @@ func TestMaxConns(t *testing.T) {
 	}
 }
 
+// TestWebSocketPongKeepsWriteTimeout: a client that stops reading but sends
+// a ping keeps its connection for the write timeout. The server's pong
+// reply must not cut the blocked tick write short (gorilla writes pongs with
+// a one-second deadline of its own), and no byte of the stream may be lost:
+// once the client reads again it gets the pong and every tick in order.
+func TestWebSocketPongKeepsWriteTimeout(t *testing.T) {
+	const rate = 5000
+	ts := startServer(t, server.Config{Transport: "ws", WriteTimeout: 20 * time.Second,
+		Feed: feed.Config{Rate: rate, Symbols: 64, History: 1 << 17}})
+	nd := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	d := websocket.Dialer{NetDialContext: nd.DialContext}
+	c, _, err := d.Dial("ws"+strings.TrimPrefix(ts.base, "http")+"/ws?since=0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pong := make(chan struct{}, 1)
+	c.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	// The writer is blocked once the feed is far ahead of what was written:
+	// a writer that is not blocked delivers each tick within a batch.
+	m := ts.srv.Metrics().For("ws")
+	ring := ts.srv.Feed().Ring()
+	waitFor(t, 30*time.Second, "the tick writer to block", func() bool {
+		return ring.Newest() > uint64(m.DeliveredTotal())+2000
+	})
+	if err := c.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Stay stalled past gorilla's one-second pong deadline, well inside the
+	// 20 s write timeout: the server must keep the client.
+	time.Sleep(2500 * time.Millisecond)
+	until := ring.Newest()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for want := uint64(1); want <= until; want++ {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("stream ended at seq %d of %d: %v", want, until, err)
+		}
+		m := parseTick(t, string(data))
+		if m.gap != nil || m.tick.Seq != want {
+			t.Fatalf("got %s, want seq %d", data, want)
+		}
+	}
+	select {
+	case <-pong:
+	default:
+		t.Error("no pong among the messages read")
+	}
+}
+
 func TestWebSocketReadLimitAndOrigin(t *testing.T) {
 	ts := startServer(t, server.Config{Transport: "ws", AllowOrigin: []string{"http://allowed.test"}})
 	wsURL := "ws" + strings.TrimPrefix(ts.base, "http") + "/ws"

@@ -3,24 +3,21 @@
 // After the upgrade the HTTP handler returns, so net/http's goroutine and
 // buffers are released, and each connection is served by two goroutines of
 // its own: a reader, mandatory because ping, pong and close frames are only
-// processed inside reads (it also enforces the read limit and the pong
-// deadline), and a writer, the connection's one data writer, which runs the
-// shared stream loop with a write deadline on every write.
+// processed inside reads (it also enforces the read limit, the message rate
+// and the pong deadline), and a writer, which runs the shared stream loop.
 //
 // Ticks bypass gorilla's message writer: each tick's complete WebSocket frame
 // is built once by the feed (feed.Frame.WS, what PreparedMessage would cache)
-// and a batch of them goes to the socket in one writev on the underlying
-// net.Conn, as SSE writes a batch in one flush. This is safe beside gorilla's
-// own writes because every frame is written whole by one Write call, which
-// holds the socket's write lock for its duration, and gorilla's concurrent
-// writes (pong and close replies from the reader) are whole frames too. Gap
-// messages, pings and the closing frame go through gorilla from the writer
-// goroutine itself.
+// and a batch of them goes to the socket in one writev, as SSE writes a batch
+// in one flush. The socket has one owner all the same: gorilla is handed the
+// hijacked connection wrapped in a sock, through which every write of the
+// connection goes (ticks, gap messages, pings, pong and close replies), one
+// at a time, each under a write deadline the sock sets itself, with the
+// first error sticky (see sock).
 package ws
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -139,13 +136,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server at capacity: "+reason, http.StatusServiceUnavailable)
 		return
 	}
-	c, err := h.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w, timeout: h.WriteTimeout}
+	c, err := h.upgrader.Upgrade(hj, r, nil)
 	if err != nil { // Upgrade has written the HTTP error
 		release()
 		return
 	}
 	h.Metrics.Open.Inc()
-	conn := &conn{h: h, c: c, nc: c.NetConn(), readerDone: make(chan struct{})}
+	conn := &conn{h: h, c: c, sock: hj.sock, readerDone: make(chan struct{})}
 	ctx, cancel := context.WithCancel(h.Ctx)
 	started := h.Go(func() { // the writer, which owns the reader's lifetime
 		defer release()
@@ -171,7 +169,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type conn struct {
 	h          *Handler
 	c          *websocket.Conn
-	nc         net.Conn // the socket under c, for batched tick frames
+	sock       *sock // the socket under c: every write goes through it
 	readerDone chan struct{}
 	gapBuf     []byte
 }
@@ -203,6 +201,11 @@ func (cn *conn) read() {
 func (cn *conn) write(ctx context.Context, cfg stream.Config) {
 	defer cn.c.Close()
 	err := stream.Run(ctx, cn.h.Stop, cfg, cn)
+	// The closing frame waits less than a tick batch would: a stalled peer
+	// must not hold the server's shutdown.
+	if cn.h.WriteTimeout <= 0 || cn.h.WriteTimeout > closeWait {
+		cn.sock.setTimeout(closeWait)
+	}
 	select {
 	case <-cn.h.Stop:
 		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
@@ -222,30 +225,17 @@ func (cn *conn) write(ctx context.Context, cfg stream.Config) {
 	}
 }
 
-func (cn *conn) deadline() error {
-	if cn.h.WriteTimeout <= 0 {
-		return nil
-	}
-	return cn.c.SetWriteDeadline(time.Now().Add(cn.h.WriteTimeout))
-}
-
-// WriteFrames writes the batch's pre-built frames with one writev, under a
-// write deadline set on the socket.
+// WriteFrames writes the batch's pre-built frames with one writev through
+// the sock, which sets the write deadline.
 func (cn *conn) WriteFrames(frames []*feed.Frame) (int, error) {
-	if cn.h.WriteTimeout > 0 {
-		if err := cn.nc.SetWriteDeadline(time.Now().Add(cn.h.WriteTimeout)); err != nil {
-			return 0, err
-		}
-	}
-	return stream.Writev(cn.nc, &cn.h.iovecs, frames, wsFrame)
+	return cn.sock.writeFrames(&cn.h.iovecs, frames)
 }
 
 func wsFrame(f *feed.Frame) []byte { return f.WS }
 
+// WriteGap writes the gap message through gorilla (and so through the
+// sock, which sets the write deadline).
 func (cn *conn) WriteGap(g feed.Gap) (int, error) {
-	if err := cn.deadline(); err != nil {
-		return 0, err
-	}
 	b := feed.AppendGapJSON(append(cn.gapBuf[:0], `{"gap":`...), g)
 	b = append(b, '}')
 	cn.gapBuf = b
@@ -255,6 +245,8 @@ func (cn *conn) WriteGap(g feed.Gap) (int, error) {
 	return len(feed.AppendWSHeader(nil, len(b))) + len(b), nil
 }
 
+// KeepAlive writes a ping. The deadline given to gorilla only bounds its
+// wait for its own lock; the sock sets the socket's write deadline.
 func (cn *conn) KeepAlive() (int, error) {
 	err := cn.c.WriteControl(websocket.PingMessage, nil, time.Now().Add(max(cn.h.WriteTimeout, time.Second)))
 	return 2, err
