@@ -527,7 +527,10 @@ func TestShutdown(t *testing.T) {
 // one of them gets the 1001 close frame, not a bare TCP close.
 func TestShutdownClosesEveryWebSocket(t *testing.T) {
 	const n = 400
-	ts := startServer(t, server.Config{Transport: "ws", Feed: feed.Config{Rate: 20}})
+	// One tick a second: nobody drains the clients' 1024-message buffers,
+	// and a client whose buffer is full stops reading (and would miss the
+	// close frame) on a machine slow enough to take minutes.
+	ts := startServer(t, server.Config{Transport: "ws", Feed: feed.Config{Rate: 1}})
 	subs := make([]*sub, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup

@@ -59,9 +59,10 @@ func NewBatchPool(maxBatch int) *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]*feed.Frame, 0, maxBatch); return &b }}
 }
 
-// Run streams until ctx is done, stop is closed, the ring closes, or a write
-// fails; it returns the write error, or nil.
-func Run(ctx context.Context, stop <-chan struct{}, cfg Config, w Writer) error {
+// Run streams until ctx is done (the server shuts down or the client went
+// away), the ring closes, or a write fails; it returns the write error, or
+// nil.
+func Run(ctx context.Context, cfg Config, w Writer) error {
 	maxBatch := cfg.MaxBatch
 	if maxBatch <= 0 {
 		maxBatch = DefaultMaxBatch
@@ -90,8 +91,6 @@ func Run(ctx context.Context, stop <-chan struct{}, cfg Config, w Writer) error 
 		}
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-stop:
 			return nil
 		case <-wake:
 		case now := <-keepAlive:

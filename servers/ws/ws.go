@@ -26,9 +26,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
-	"github.com/pushbench/pushbench/servers/metrics"
-	"github.com/pushbench/pushbench/servers/query"
 	"github.com/pushbench/pushbench/servers/stream"
 )
 
@@ -46,21 +45,11 @@ const (
 
 // Handler serves GET /ws.
 type Handler struct {
-	Feed         *feed.Feed
-	SymbolIndex  map[string]int
-	Ping         time.Duration
-	WriteTimeout time.Duration
+	endpoint.Base
+	Ping time.Duration
 	// AllowOrigin lists allowed Origin values; "*" allows any. Empty:
 	// gorilla's same-origin check.
 	AllowOrigin []string
-	Metrics     *metrics.Transport
-	Admit       func() (release func(), reason string, ok bool)
-	Stop        <-chan struct{}
-	Ctx         context.Context
-	Batches     *sync.Pool
-	// Go starts the connection's goroutine so that the server can wait for
-	// it on shutdown; false means the server is shutting down.
-	Go func(func()) bool
 
 	once     sync.Once
 	upgrader websocket.Upgrader
@@ -101,39 +90,17 @@ func sameOrigin(origin, host string) bool {
 // its reader and writer goroutines.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
-	ring := h.Feed.Ring()
-	q, err := query.Values(r.URL.RawQuery)
+	req, err := h.Parse(r, "", "since")
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
-	}
-	var filter feed.Filter
-	if v, ok := q["symbols"]; ok {
-		f, err := query.Symbols(v[0], h.Feed.Symbols(), h.SymbolIndex)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		filter = f
-	}
-	cursor := ring.Newest()
-	if v, ok := q["since"]; ok {
-		s, err := query.Seq("since", v[0])
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		cursor = s
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		http.Error(w, "this endpoint needs a WebSocket upgrade", http.StatusBadRequest)
 		return
 	}
-	release, reason, ok := h.Admit()
+	release, ok := h.Take(w, endpoint.HTTPError)
 	if !ok {
-		h.Metrics.Refuse(reason)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "server at capacity: "+reason, http.StatusServiceUnavailable)
 		return
 	}
 	hj := &hijacker{ResponseWriter: w, timeout: h.WriteTimeout}
@@ -142,27 +109,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		release()
 		return
 	}
-	h.Metrics.Open.Inc()
 	conn := &conn{h: h, c: c, sock: hj.sock, readerDone: make(chan struct{})}
-	ctx, cancel := context.WithCancel(h.Ctx)
-	started := h.Go(func() { // the writer, which owns the reader's lifetime
-		defer release()
-		defer h.Metrics.Open.Dec()
-		defer cancel()
+	cfg := stream.Config{Ring: h.Feed.Ring(), Cursor: req.Cursor, Filter: req.Filter,
+		KeepAlive: h.Ping, Always: true, Metrics: h.Metrics, Batches: h.Batches}
+	// The writer owns the reader's lifetime.
+	h.Start(release, func() { c.Close() }, func(ctx context.Context, cancel context.CancelFunc) {
 		go func() {
 			defer cancel()
 			conn.read()
 		}()
-		conn.write(ctx, stream.Config{Ring: ring, Cursor: cursor, Filter: filter,
-			KeepAlive: h.Ping, Always: true, Metrics: h.Metrics, Batches: h.Batches})
+		conn.write(ctx, cfg)
 		<-conn.readerDone // write closed the connection: the reader returns
 	})
-	if !started { // shutting down
-		cancel()
-		c.Close()
-		h.Metrics.Open.Dec()
-		release()
-	}
 }
 
 // conn is one WebSocket client.
@@ -200,14 +158,15 @@ func (cn *conn) read() {
 // the server is shutting down.
 func (cn *conn) write(ctx context.Context, cfg stream.Config) {
 	defer cn.c.Close()
-	err := stream.Run(ctx, cn.h.Stop, cfg, cn)
+	err := stream.Run(ctx, cfg, cn)
 	// The closing frame waits less than a tick batch would: a stalled peer
 	// must not hold the server's shutdown.
 	if cn.h.WriteTimeout <= 0 || cn.h.WriteTimeout > closeWait {
 		cn.sock.setTimeout(closeWait)
 	}
-	select {
-	case <-cn.h.Stop:
+	// ctx is derived from the shutdown signal, so a writer that ended
+	// because of it sees it here.
+	if cn.h.Shutdown.Err() != nil {
 		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down")
 		if cn.c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWait)) == nil {
 			cfg.Metrics.Bytes.Add(float64(2 + len(msg)))
@@ -217,7 +176,6 @@ func (cn *conn) write(ctx context.Context, cfg stream.Config) {
 			}
 		}
 		return
-	default:
 	}
 	if err == nil && ctx.Err() == nil { // the feed ended (the ring closed)
 		msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "feed ended")
