@@ -158,7 +158,10 @@ func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.F
 	b = append(b, ']')
 	if gap != nil {
 		b = feed.AppendGapJSON(append(b, `,"gap":`...), *gap)
+		// A poll's cursor is where its previous answer ended: a gap means
+		// the client came back later than the history lasts (too slow).
 		h.Metrics.Gaps.Inc()
+		h.Metrics.Behind.Inc()
 	}
 	b = append(b, "}\n"...)
 	hdr := w.Header()
@@ -171,7 +174,7 @@ func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.F
 	n, err := w.Write(b)
 	h.Metrics.Bytes.Add(float64(n))
 	if err != nil {
-		h.Metrics.WriteErrors.Inc()
+		h.Metrics.WriteFailed(err)
 		return
 	}
 	h.Metrics.Delivered(len(frames))

@@ -196,6 +196,15 @@ func TestGapSignal(t *testing.T) {
 			if next.gap != nil || next.tick.Seq != m.gap.To {
 				t.Fatalf("after gap to %d got %q", m.gap.To, next.raw)
 			}
+			// A gap at a reconnecting client's resume point is no drop; a
+			// poll's cursor is where its previous answer ended, so there it is.
+			want := 0.0
+			if tr == "poll" {
+				want = 1
+			}
+			if got := scrape(t, ts.base, "pushbench_drops_total", `cause="gap",transport="`+tr+`"`); got != want {
+				t.Errorf("drops_total{cause=gap} = %v after a resume gap, want %v", got, want)
+			}
 		})
 	}
 }
@@ -562,6 +571,105 @@ func TestShutdownClosesEveryWebSocket(t *testing.T) {
 	}
 	if bad > 0 {
 		t.Errorf("%d of %d clients got no 1001", bad, n)
+	}
+}
+
+// scrape reads one sample of /metrics (labels as exposed: sorted by name)
+// and fails the test if it is absent.
+func scrape(t testing.TB, base, name, labels string) float64 {
+	t.Helper()
+	resp, err := httpClient().Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := name + "{" + labels + "} "
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s%s: %v", prefix, v, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s", prefix)
+	return 0
+}
+
+// TestDropsMetricExistsAtZero: every transport and cause is exposed before
+// the first drop, and so is every cause of write_errors_total.
+func TestDropsMetricExistsAtZero(t *testing.T) {
+	ts := startServer(t, server.Config{Transport: "all"})
+	for _, tr := range transports {
+		for _, cause := range []string{"write_timeout", "gap", "flood"} {
+			if v := scrape(t, ts.base, "pushbench_drops_total", `cause="`+cause+`",transport="`+tr+`"`); v != 0 {
+				t.Errorf("drops %s/%s = %v on a new server", tr, cause, v)
+			}
+		}
+		for _, cause := range []string{"timeout", "departed", "other"} {
+			if v := scrape(t, ts.base, "pushbench_write_errors_total", `cause="`+cause+`",transport="`+tr+`"`); v != 0 {
+				t.Errorf("write errors %s/%s = %v on a new server", tr, cause, v)
+			}
+		}
+	}
+}
+
+// TestSlowClientDrops: a streaming client that stops reading is counted as
+// a drop: with a short write timeout it is disconnected (write_timeout);
+// with a long one it falls behind the history and, once it reads again,
+// gets a gap (gap).
+func TestSlowClientDrops(t *testing.T) {
+	requests := map[string]string{
+		"sse": "GET /sse HTTP/1.1\r\nHost: x\r\n\r\n",
+		"ws":  "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+	}
+	for _, tr := range []string{"sse", "ws"} {
+		for _, cause := range []string{"write_timeout", "gap"} {
+			t.Run(tr+"/"+cause, func(t *testing.T) {
+				const rate = 5000
+				cfg := server.Config{Transport: tr, WriteTimeout: 30 * time.Second,
+					Feed: feed.Config{Rate: rate, Symbols: 64, History: 4096}}
+				if cause == "write_timeout" {
+					cfg.WriteTimeout = 300 * time.Millisecond
+				}
+				ts := startServer(t, cfg)
+				c := stalledConn(t, strings.TrimPrefix(ts.base, "http://"), requests[tr])
+				m := ts.srv.Metrics().For(tr)
+				ring := ts.srv.Feed().Ring()
+				labels := `cause="` + cause + `",transport="` + tr + `"`
+				if cause == "write_timeout" {
+					waitFor(t, time.Minute, "the drop", func() bool { return scrape(t, ts.base, "pushbench_drops_total", labels) == 1 })
+					if v := scrape(t, ts.base, "pushbench_write_errors_total", `cause="timeout",transport="`+tr+`"`); v != 1 {
+						t.Errorf("write_errors_total{cause=timeout} = %v, want 1", v)
+					}
+					return
+				}
+				// Blocked (the feed is far ahead of what was written), then
+				// more than the history behind; then read again.
+				waitFor(t, time.Minute, "the writer to block", func() bool { return ring.Newest() > uint64(m.DeliveredTotal())+2000 })
+				behind := ring.Newest() + 4096
+				waitFor(t, time.Minute, "the history to move on", func() bool { return ring.Newest() > behind })
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				br := bufio.NewReaderSize(c, 64<<10)
+				for {
+					line, err := br.ReadSlice('}')
+					if err != nil && err != bufio.ErrBufferFull {
+						t.Fatalf("no gap before %v", err)
+					}
+					if strings.Contains(string(line), `"from":`) {
+						break
+					}
+				}
+				waitFor(t, 5*time.Second, "drops_total{"+labels+"} = 1", func() bool {
+					return scrape(t, ts.base, "pushbench_drops_total", labels) == 1
+				})
+			})
+		}
 	}
 }
 

@@ -115,7 +115,7 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 		n, err := hw.write([]byte(responseHead + retry))
 		h.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
 		if err != nil {
-			h.Metrics.WriteErrors.Inc()
+			h.Metrics.WriteFailed(err)
 			return
 		}
 		_ = stream.Run(ctx, cfg, hw)

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config, w Writer) error {
 		wake := cfg.Ring.Wait()
 		n, err := drain(cfg, &cursor, maxBatch, w)
 		if err != nil {
-			m.WriteErrors.Inc()
+			m.WriteFailed(err)
 			return err
 		}
 		if n > 0 {
@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg Config, w Writer) error {
 				n, err := w.KeepAlive()
 				m.Bytes.Add(float64(n))
 				if err != nil {
-					m.WriteErrors.Inc()
+					m.WriteFailed(err)
 					return err
 				}
 				lastWrite = now
@@ -114,6 +114,10 @@ func drain(cfg Config, cursor *uint64, maxBatch int, w Writer) (int, error) {
 	writes := 0
 	for *cursor < cfg.Ring.Newest() {
 		bp := cfg.Batches.Get().(*[]*feed.Frame)
+		// Until the first read the cursor is the resume point the client
+		// came back with: a gap there means those ticks were evicted while
+		// it was away, not that it is too slow now.
+		atResume := *cursor == cfg.Cursor
 		frames, gap, next := cfg.Ring.Read(*cursor, cfg.Filter, (*bp)[:0], maxBatch)
 		*cursor = next
 		var err error
@@ -121,6 +125,9 @@ func drain(cfg Config, cursor *uint64, maxBatch int, w Writer) (int, error) {
 			var n int
 			n, err = w.WriteGap(*gap)
 			m.Gaps.Inc()
+			if !atResume {
+				m.Behind.Inc()
+			}
 			m.Bytes.Add(float64(n))
 			writes++
 		}

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -12,6 +13,11 @@ import (
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/stream"
 )
+
+// errCloseSent is the sticky error once a close frame was written. It is
+// net.ErrClosed too: the writes that fail with it are of a connection that
+// is ending, counted as a departure.
+var errCloseSent = fmt.Errorf("%w: %w", websocket.ErrCloseSent, net.ErrClosed)
 
 // closeFrameHeader is the first byte of an unfragmented close frame (FIN set,
 // opcode 8). gorilla writes every control frame with one Write call.
@@ -38,7 +44,7 @@ type sock struct {
 
 	mu      sync.Mutex
 	timeout time.Duration // deadline of every write; 0: none
-	err     error         // first write error, or websocket.ErrCloseSent
+	err     error         // first write error, or errCloseSent
 }
 
 // write runs fn, a write to the raw socket, under the lock and the deadline,
@@ -61,7 +67,7 @@ func (s *sock) write(closes bool, fn func(net.Conn) (int, error)) (int, error) {
 	case err != nil:
 		s.err = err
 	case closes:
-		s.err = websocket.ErrCloseSent
+		s.err = errCloseSent
 	}
 	return n, err
 }
