@@ -781,6 +781,50 @@ func TestWebSocketPongKeepsWriteTimeout(t *testing.T) {
 	}
 }
 
+// TestWebSocketFloodIs1008: a client that floods small frames (data or
+// pings) is closed with 1008 and counted as a flood drop.
+func TestWebSocketFloodIs1008(t *testing.T) {
+	for _, kind := range []string{"text", "ping"} {
+		t.Run(kind, func(t *testing.T) {
+			ts := startServer(t, server.Config{Transport: "ws", Feed: feed.Config{Rate: 10}})
+			c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.base, "http")+"/ws", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			readErr := make(chan error, 1)
+			go func() {
+				_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				for {
+					if _, _, err := c.ReadMessage(); err != nil {
+						readErr <- err
+						return
+					}
+				}
+			}()
+			send := func() error {
+				if kind == "ping" {
+					return c.WriteControl(websocket.PingMessage, []byte("x"), time.Now().Add(time.Second))
+				}
+				return c.WriteMessage(websocket.TextMessage, []byte("x"))
+			}
+			// Writes may fail once the server has closed.
+			for range 10000 {
+				if send() != nil {
+					break
+				}
+			}
+			err = <-readErr
+			if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+				t.Fatalf("got %v, want close 1008", err)
+			}
+			waitFor(t, 5*time.Second, "the flood drop counted", func() bool {
+				return scrape(t, ts.base, "pushbench_drops_total", `cause="flood",transport="ws"`) == 1
+			})
+		})
+	}
+}
+
 func TestWebSocketReadLimitAndOrigin(t *testing.T) {
 	ts := startServer(t, server.Config{Transport: "ws", AllowOrigin: []string{"http://allowed.test"}})
 	wsURL := "ws" + strings.TrimPrefix(ts.base, "http") + "/ws"

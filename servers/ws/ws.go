@@ -18,6 +18,7 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -41,7 +42,37 @@ const (
 	// closeWait bounds how long a closing server waits for the peer's
 	// close reply before it drops the TCP connection.
 	closeWait = time.Second
+	// The server expects no messages, only pongs to its pings and perhaps
+	// a ping now and then: a client may send MessageBurst messages (data,
+	// ping or pong frames) at once and MessageRate a second after that;
+	// past it the client is closed with 1008 (policy violation) and
+	// counted in drops_total{cause="flood"}. Without a limit two clients
+	// flooding small frames kept the server's reader goroutines busy on
+	// 175% CPU.
+	MessageBurst = 10
+	MessageRate  = 5
 )
+
+// errFlood ends the reader of a client that sends too many messages.
+var errFlood = errors.New("ws: client sent too many messages")
+
+// bucket is a token bucket of MessageBurst tokens refilled at MessageRate a
+// second; only the reader goroutine uses it.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// take reports whether one more message is allowed now.
+func (b *bucket) take(now time.Time) bool {
+	b.tokens = min(MessageBurst, b.tokens+now.Sub(b.last).Seconds()*MessageRate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
 
 // Handler serves GET /ws.
 type Handler struct {
@@ -136,19 +167,63 @@ var _ stream.Writer = (*conn)(nil)
 
 func (cn *conn) pongWait() time.Duration { return cn.h.Ping + cn.h.Ping/2 }
 
-// read discards client messages, answers pings (gorilla does) and extends
-// the read deadline on every pong; it returns when the peer goes away,
-// misses a pong, sends an oversized frame (gorilla replies 1009) or closes.
+// read discards client messages, answers pings and extends the read
+// deadline on every pong; it returns when the peer goes away, misses a
+// pong, sends an oversized frame (gorilla replies 1009), floods (1008) or
+// closes. Every message counts against the client's bucket.
 func (cn *conn) read() {
 	defer close(cn.readerDone)
 	c := cn.c
 	c.SetReadLimit(ReadLimit)
+	b := bucket{tokens: MessageBurst, last: time.Now()}
+	ping := c.PingHandler() // gorilla's: replies with a pong
+	c.SetPingHandler(func(data string) error {
+		if !b.take(time.Now()) {
+			return errFlood
+		}
+		return ping(data)
+	})
+	c.SetPongHandler(func(string) error {
+		if !b.take(time.Now()) {
+			return errFlood
+		}
+		if cn.h.Ping > 0 {
+			return c.SetReadDeadline(time.Now().Add(cn.pongWait()))
+		}
+		return nil
+	})
 	if cn.h.Ping > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(cn.pongWait()))
-		c.SetPongHandler(func(string) error { return c.SetReadDeadline(time.Now().Add(cn.pongWait())) })
 	}
+	var err error
 	for {
-		if _, _, err := c.NextReader(); err != nil {
+		if _, _, err = c.NextReader(); err != nil {
+			break
+		}
+		if !b.take(time.Now()) {
+			err = errFlood
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, errFlood):
+		cn.h.Metrics.Flood.Inc()
+		msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "too many messages")
+		if c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWait)) != nil {
+			return
+		}
+	case errors.Is(err, websocket.ErrReadLimit): // gorilla has sent 1009
+	default:
+		return
+	}
+	// A close frame went out: read on, raw and discarding (gorilla's reader
+	// has failed for good), until the peer closes or closeWait passes, so
+	// that the socket is not closed with unread input, which would reset
+	// the connection and could lose the close frame on the way.
+	_ = cn.sock.SetReadDeadline(time.Now().Add(closeWait))
+	var buf [512]byte
+	for {
+		if _, err := cn.sock.Read(buf[:]); err != nil {
 			return
 		}
 	}
