@@ -1,5 +1,6 @@
-// Package query parses what clients send: resume points (Last-Event-ID,
-// since, cursor), symbol lists, poll timeouts and batch sizes. Every parser
+// Package query parses what clients send: the query string itself, resume
+// points (Last-Event-ID, since, cursor), symbol lists, poll timeouts and
+// batch sizes. Every parser
 // here handles outside input, so each one bounds its work and its result and
 // is fuzzed; errors are short sentences fit for a 400 response body.
 package query

@@ -167,3 +167,21 @@ func TestQuoteBound(t *testing.T) {
 		}
 	}
 }
+
+func FuzzValues(f *testing.F) {
+	for _, s := range []string{"since=5", "lastEventId=%zz", "cursor=5;timeout=0", "a=1&a=2", "%", "symbols=AAPL,MSFT&since=0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := Values(s)
+		if err != nil {
+			if v != nil || len(err.Error()) > 200 {
+				t.Fatalf("Values(%q): values %v with error %q", s, v, err)
+			}
+			return
+		}
+		if strings.Contains(s, ";") {
+			t.Fatalf("Values(%q) accepted a semicolon", s)
+		}
+	})
+}

@@ -216,8 +216,8 @@ func (s *Server) goConn(fn func()) bool {
 }
 
 // Shutdown stops the feed and ends every stream: SSE streams end, WebSocket
-// clients get close 1001, held polls are answered. It waits for WebSocket
-// connections to finish closing, or for ctx. Call http.Server.Shutdown
+// clients get close 1001, held polls are answered. It waits for the
+// taken-over connections (SSE, WebSocket) to finish closing, or for ctx. Call http.Server.Shutdown
 // beside it to stop accepting and to wait for the HTTP handlers.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
