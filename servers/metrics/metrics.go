@@ -4,7 +4,11 @@
 package metrics
 
 import (
+	"errors"
+	"net"
+	"os"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,6 +33,30 @@ const (
 	ReasonReserveFull = "reserve_full"
 )
 
+// Causes of a drop: a client the server cut off or skipped ahead because
+// it was too slow, or closed because it misbehaved.
+const (
+	// CauseWriteTimeout: a write blocked past -write-timeout; the client
+	// is disconnected.
+	CauseWriteTimeout = "write_timeout"
+	// CauseGap: the client fell further behind than the history and was
+	// sent a gap (SSE, WebSocket: after the stream's first read; a gap at
+	// the resume point a client reconnected with is not counted, that
+	// tick was evicted before the client came back. Poll: every gap, since
+	// a poll's cursor is where the client's previous answer ended).
+	CauseGap = "gap"
+	// CauseFlood: a WebSocket client sent more messages than the server
+	// allows (it expects none) and was closed with 1008.
+	CauseFlood = "flood"
+)
+
+// Kinds of failed write, the cause label of write_errors_total.
+const (
+	WriteTimeout  = "timeout"  // the write deadline passed: a slow client (also a drop)
+	WriteDeparted = "departed" // the client had gone: reset, broken pipe, connection closed
+	WriteOther    = "other"
+)
+
 // Metrics are the server's instruments.
 type Metrics struct {
 	Registry     *prometheus.Registry
@@ -38,6 +66,7 @@ type Metrics struct {
 	BytesWritten *prometheus.CounterVec
 	Gaps         *prometheus.CounterVec
 	WriteErrors  *prometheus.CounterVec
+	Drops        *prometheus.CounterVec
 	PollRequests prometheus.Counter
 	// Accepted counts the TCP connections accepted and not yet closed, on
 	// every path, taken-over streams and the reserve included.
@@ -65,7 +94,13 @@ func New() *Metrics {
 		Gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "gaps_total",
 			Help: "Gap signals sent to clients that fell behind the history, by transport."}, []string{"transport"}),
 		WriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "write_errors_total",
-			Help: "Writes or flushes that failed (peer gone or write deadline passed), by transport."}, []string{"transport"}),
+			Help: "Writes that failed, by transport and cause: timeout (the write deadline passed, a slow client), " +
+				"departed (the client had already gone: reset, broken pipe, closed), other."}, []string{"transport", "cause"}),
+		Drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "drops_total",
+			Help: "Clients dropped or skipped ahead because they were too slow or misbehaved, by transport and cause: " +
+				"write_timeout (disconnected), gap (fell behind the history, sent a gap; not a gap at a reconnecting " +
+				"client's resume point), flood (WebSocket client sent too many messages, closed with 1008)."},
+			[]string{"transport", "cause"}),
 		PollRequests: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "poll_requests_total",
 			Help: "Poll requests answered (long and short)."}),
 		Accepted: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "connections_accepted",
@@ -75,32 +110,46 @@ func New() *Metrics {
 	}
 	m.transports = map[string]*Transport{}
 	for _, name := range []string{SSE, WS, Poll} {
+		// Every label pair exists from the start, at 0, so that a scrape
+		// before the first drop sees the family and rates start at 0.
 		m.transports[name] = &Transport{
-			Open:        m.ConnsOpen.WithLabelValues(name),
-			Deliveries:  m.Deliveries.WithLabelValues(name),
-			Bytes:       m.BytesWritten.WithLabelValues(name),
-			Gaps:        m.Gaps.WithLabelValues(name),
-			WriteErrors: m.WriteErrors.WithLabelValues(name),
-			refused:     m.Refused,
-			name:        name,
+			Open:         m.ConnsOpen.WithLabelValues(name),
+			Deliveries:   m.Deliveries.WithLabelValues(name),
+			Bytes:        m.BytesWritten.WithLabelValues(name),
+			Gaps:         m.Gaps.WithLabelValues(name),
+			writeTimeout: m.WriteErrors.WithLabelValues(name, WriteTimeout),
+			departed:     m.WriteErrors.WithLabelValues(name, WriteDeparted),
+			otherError:   m.WriteErrors.WithLabelValues(name, WriteOther),
+			SlowWrite:    m.Drops.WithLabelValues(name, CauseWriteTimeout),
+			Behind:       m.Drops.WithLabelValues(name, CauseGap),
+			Flood:        m.Drops.WithLabelValues(name, CauseFlood),
+			refused:      m.Refused,
+			name:         name,
 		}
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.ConnsOpen, m.Refused, m.Deliveries, m.BytesWritten, m.Gaps, m.WriteErrors, m.PollRequests, m.Accepted, m.AcceptErrors)
+		m.ConnsOpen, m.Refused, m.Deliveries, m.BytesWritten, m.Gaps, m.WriteErrors, m.Drops, m.PollRequests,
+		m.Accepted, m.AcceptErrors)
 	return m
 }
 
 // Transport is the set of instruments of one transport, with labels resolved
 // once so that the hot path only adds.
 type Transport struct {
-	Open        prometheus.Gauge
-	Deliveries  prometheus.Counter
-	Bytes       prometheus.Counter
-	Gaps        prometheus.Counter
-	WriteErrors prometheus.Counter
-	refused     *prometheus.CounterVec
-	name        string
-	delivered   atomic.Int64
+	Open       prometheus.Gauge
+	Deliveries prometheus.Counter
+	Bytes      prometheus.Counter
+	Gaps       prometheus.Counter // every gap signal sent
+	// Drops by cause. Behind counts the gaps of clients that fell behind
+	// (see CauseGap); SlowWrite is counted by WriteFailed.
+	SlowWrite prometheus.Counter
+	Behind    prometheus.Counter
+	Flood     prometheus.Counter
+
+	writeTimeout, departed, otherError prometheus.Counter
+	refused                            *prometheus.CounterVec
+	name                               string
+	delivered                          atomic.Int64
 }
 
 // For returns the instruments of one transport (SSE, WS or Poll).
@@ -118,3 +167,17 @@ func (t *Transport) DeliveredTotal() int64 { return t.delivered.Load() }
 
 // Refuse counts one refused connection.
 func (t *Transport) Refuse(reason string) { t.refused.WithLabelValues(t.name, reason).Inc() }
+
+// WriteFailed counts a failed write by its cause; a write that timed out
+// is also a drop (write_timeout): the client was too slow.
+func (t *Transport) WriteFailed(err error) {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		t.writeTimeout.Inc()
+		t.SlowWrite.Inc()
+	case errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed):
+		t.departed.Inc()
+	default:
+		t.otherError.Inc()
+	}
+}

@@ -12,11 +12,10 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
+	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
-	"github.com/pushbench/pushbench/servers/metrics"
 	"github.com/pushbench/pushbench/servers/query"
 )
 
@@ -29,49 +28,33 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 )
 
-// Handler serves GET /poll.
+// Handler serves GET /poll. Its Batches pool lends the slice of frames a
+// response is built from (*[]*feed.Frame, grown past its pooled capacity
+// when max asks for more), and Admit is asked only before a request is held
+// (timeout > 0): an answer ready at once takes no slot.
 type Handler struct {
-	Feed         *feed.Feed
-	SymbolIndex  map[string]int
-	WriteTimeout time.Duration
-	Metrics      *metrics.Transport
-	Requests     interface{ Inc() }
-	// Admit is asked before a request is held (timeout > 0).
-	Admit   func() (release func(), reason string, ok bool)
-	Stop    <-chan struct{}
-	Ctx     context.Context
-	Buffers *sync.Pool // *[]byte response buffers
+	endpoint.Base
+	Requests interface{ Inc() }
 }
 
 type params struct {
-	cursor    uint64
-	hasCursor bool
-	filter    feed.Filter
-	timeout   time.Duration
-	max       int
+	endpoint.Request
+	timeout time.Duration
+	max     int
 }
 
 func (h *Handler) parse(r *http.Request) (params, error) {
-	q := r.URL.Query()
 	p := params{timeout: DefaultTimeout, max: DefaultMax}
 	var err error
-	if v, ok := q["cursor"]; ok {
-		if p.cursor, err = query.Seq("cursor", v[0]); err != nil {
-			return p, err
-		}
-		p.hasCursor = true
+	if p.Request, err = h.Parse(r, "", "cursor"); err != nil {
+		return p, err
 	}
-	if v, ok := q["symbols"]; ok {
-		if p.filter, err = query.Symbols(v[0], h.Feed.Symbols(), h.SymbolIndex); err != nil {
-			return p, err
-		}
-	}
-	if v, ok := q["timeout"]; ok {
+	if v, ok := p.Query["timeout"]; ok {
 		if p.timeout, err = query.Duration("timeout", v[0], MaxTimeout); err != nil {
 			return p, err
 		}
 	}
-	if v, ok := q["max"]; ok {
+	if v, ok := p.Query["max"]; ok {
 		if p.max, err = query.Int("max", v[0], MaxMax); err != nil {
 			return p, err
 		}
@@ -99,18 +82,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ring := h.Feed.Ring()
-	if !p.hasCursor {
-		p.cursor = ring.Newest()
-	}
 	// An answer that is ready now is read straight away; otherwise the
 	// request is held without a batch buffer, so that thousands of held
 	// polls cost only their goroutines, and read once something arrived.
-	if p.timeout > 0 && !h.ready(p.cursor, p.filter) {
-		release, reason, ok := h.Admit()
+	if p.timeout > 0 && !h.ready(p.Cursor, p.Filter) {
+		release, ok := h.Take(w, writeError)
 		if !ok {
-			h.Metrics.Refuse(reason)
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "server at capacity: "+reason)
 			return
 		}
 		h.Metrics.Open.Inc()
@@ -118,11 +95,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Metrics.Open.Dec()
 		release()
 	}
-	bp := h.Buffers.Get().(*[]*feed.Frame)
-	defer func() { clear(*bp); *bp = (*bp)[:0]; h.Buffers.Put(bp) }()
-	frames, gap, next := ring.Read(p.cursor, p.filter, (*bp)[:0], p.max)
+	bp := h.Batches.Get().(*[]*feed.Frame)
+	defer func() { clear(*bp); *bp = (*bp)[:0]; h.Batches.Put(bp) }()
+	frames, gap, next := ring.Read(p.Cursor, p.Filter, (*bp)[:0], p.max)
 	if len(frames) == 0 && gap == nil {
-		next = p.cursor // nothing to answer (timeout): the cursor is unchanged
+		next = p.Cursor // nothing to answer (timeout): the cursor is unchanged
 	}
 	*bp = frames
 	h.respond(w, next, frames, gap)
@@ -135,7 +112,7 @@ func (h *Handler) ready(cursor uint64, filter feed.Filter) bool {
 	return len(frames) > 0 || gap != nil
 }
 
-// hold waits until a tick after p.cursor of the client's symbols (or a gap)
+// hold waits until a tick after p.Cursor of the client's symbols (or a gap)
 // is retained, the timeout passes, the client leaves or the server stops.
 func (h *Handler) hold(ctx context.Context, p params) {
 	ring := h.Feed.Ring()
@@ -143,8 +120,8 @@ func (h *Handler) hold(ctx context.Context, p params) {
 	defer timer.Stop()
 	for {
 		// Wait before checking, so that a publish in between is not missed.
-		wake, cancel := ring.WaitFor(p.cursor, p.filter)
-		if ring.Closed() || h.ready(p.cursor, p.filter) {
+		wake, cancel := ring.WaitFor(p.Cursor, p.Filter)
+		if ring.Closed() || h.ready(p.Cursor, p.Filter) {
 			cancel()
 			return
 		}
@@ -154,7 +131,7 @@ func (h *Handler) hold(ctx context.Context, p params) {
 			continue
 		case <-timer.C:
 		case <-ctx.Done():
-		case <-h.Stop:
+		case <-h.Shutdown.Done():
 		}
 		cancel()
 		return
@@ -180,7 +157,10 @@ func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.F
 	b = append(b, ']')
 	if gap != nil {
 		b = feed.AppendGapJSON(append(b, `,"gap":`...), *gap)
+		// A poll's cursor is where its previous answer ended: a gap means
+		// the client came back later than the history lasts (too slow).
 		h.Metrics.Gaps.Inc()
+		h.Metrics.Behind.Inc()
 	}
 	b = append(b, "}\n"...)
 	hdr := w.Header()
@@ -193,7 +173,7 @@ func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.F
 	n, err := w.Write(b)
 	h.Metrics.Bytes.Add(float64(n))
 	if err != nil {
-		h.Metrics.WriteErrors.Inc()
+		h.Metrics.WriteFailed(err)
 		return
 	}
 	h.Metrics.Delivered(len(frames))

@@ -1,5 +1,6 @@
-// Package query parses what clients send: resume points (Last-Event-ID,
-// since, cursor), symbol lists, poll timeouts and batch sizes. Every parser
+// Package query parses what clients send: the query string itself, resume
+// points (Last-Event-ID, since, cursor), symbol lists, poll timeouts and
+// batch sizes. Every parser
 // here handles outside input, so each one bounds its work and its result and
 // is fuzzed; errors are short sentences fit for a 400 response body.
 package query
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pushbench/pushbench/servers/feed"
 )
@@ -17,14 +19,30 @@ import (
 // ErrEmpty is returned for a parameter that is present but empty.
 var ErrEmpty = errors.New("empty value")
 
-// maxField bounds how much of a bad value is echoed back in an error.
+// maxField bounds how much of a bad value is echoed back in an error: the
+// escaped text between the quotes, not the raw bytes, because escaping can
+// make a byte four characters long (\xff), so a bound on the input alone
+// lets an invalid value quadruple the error.
 const maxField = 40
 
+// quote returns s quoted as Go would, cut after at most maxField escaped
+// characters, with "..." before the closing quote when cut. The cut falls
+// between two escapes, never inside one.
 func quote(s string) string {
-	if len(s) > maxField {
-		s = s[:maxField] + "..."
+	b := make([]byte, 0, maxField+5)
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		_, w := utf8.DecodeRuneInString(s[i:])
+		esc := strconv.Quote(s[i : i+w])
+		esc = esc[1 : len(esc)-1]
+		if len(b)-1+len(esc) > maxField {
+			b = append(b, "..."...)
+			break
+		}
+		b = append(b, esc...)
+		i += w
 	}
-	return strconv.Quote(s)
+	return string(append(b, '"'))
 }
 
 // Seq parses a resume point: an unsigned decimal integer, the last seq the

@@ -145,3 +145,43 @@ func FuzzInt(f *testing.F) {
 		}
 	})
 }
+
+// TestQuoteBound: an echoed value is cut after maxField escaped characters,
+// between escapes, whatever its bytes (invalid UTF-8 escapes to four
+// characters a byte, some runes to six or ten).
+func TestQuoteBound(t *testing.T) {
+	for _, s := range []string{"", "abc", strings.Repeat("x", 100), strings.Repeat("\xff", 41),
+		strings.Repeat("\u2028", 30), strings.Repeat("\U000e0001", 20), "a\"b\\c\n"} {
+		q := quote(s)
+		if len(q) > maxField+len(`""...`) {
+			t.Errorf("quote(%.20q) is %d bytes, want at most %d", s, len(q), maxField+5)
+		}
+		body, cut := strings.CutSuffix(strings.TrimSuffix(q, `"`), "...")
+		u, err := strconv.Unquote(body + `"`)
+		if err != nil {
+			t.Errorf("quote(%.20q) = %s: not a quoted string: %v", s, q, err)
+			continue
+		}
+		if !strings.HasPrefix(s, u) || cut == (u == s) {
+			t.Errorf("quote(%.20q) = %s: not a prefix of the input, or cut wrongly marked", s, q)
+		}
+	}
+}
+
+func FuzzValues(f *testing.F) {
+	for _, s := range []string{"since=5", "lastEventId=%zz", "cursor=5;timeout=0", "a=1&a=2", "%", "symbols=AAPL,MSFT&since=0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := Values(s)
+		if err != nil {
+			if v != nil || len(err.Error()) > 200 {
+				t.Fatalf("Values(%q): values %v with error %q", s, v, err)
+			}
+			return
+		}
+		if strings.Contains(s, ";") {
+			t.Fatalf("Values(%q) accepted a semicolon", s)
+		}
+	})
+}

@@ -6,7 +6,7 @@
 // connections are taken over from net/http after the handshake; their
 // goroutines are started through the server so that Shutdown can wait for
 // them. Held polls live in net/http's handler goroutines and are answered
-// when Shutdown closes the stop channel.
+// when Shutdown cancels the server's context, the one shutdown signal.
 package server
 
 import (
@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/metrics"
 	"github.com/pushbench/pushbench/servers/poll"
@@ -86,9 +87,8 @@ type Server struct {
 	metrics *metrics.Metrics
 	mux     *http.ServeMux
 
-	ctx      context.Context // canceled by Shutdown
+	ctx      context.Context // canceled by Shutdown: the one shutdown signal
 	cancel   context.CancelFunc
-	stop     chan struct{}
 	stopOnce sync.Once
 	conns    sync.WaitGroup // goroutines of taken-over (SSE, WS) connections
 	connsMu  sync.Mutex     // orders conns.Add before Shutdown's Wait
@@ -113,27 +113,26 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, feed: f, metrics: metrics.New(), mux: http.NewServeMux(), ctx: ctx, cancel: cancel, stop: make(chan struct{})}
+	s := &Server{cfg: cfg, feed: f, metrics: metrics.New(), mux: http.NewServeMux(), ctx: ctx, cancel: cancel}
 	index := make(map[string]int, len(f.Symbols()))
 	for i, n := range f.Symbols() {
 		index[n] = i
 	}
 	batches := stream.NewBatchPool(stream.DefaultMaxBatch)
+	base := func(transport string, batches *sync.Pool) endpoint.Base {
+		return endpoint.Base{Feed: f, SymbolIndex: index, WriteTimeout: cfg.WriteTimeout, Metrics: s.metrics.For(transport),
+			Admit: s.admit, Shutdown: ctx, Go: s.goConn, Batches: batches}
+	}
 	serve := func(name string) bool { return cfg.Transport == name || cfg.Transport == "all" }
 	if serve("sse") {
-		s.mux.Handle("/sse", &sse.Handler{Feed: f, SymbolIndex: index, Retry: cfg.Retry, Heartbeat: cfg.Heartbeat,
-			WriteTimeout: cfg.WriteTimeout, Metrics: s.metrics.For(metrics.SSE), Admit: s.admit, Stop: s.stop, Ctx: ctx, Batches: batches,
-			Go: s.goConn})
+		s.mux.Handle("/sse", &sse.Handler{Base: base(metrics.SSE, batches), Retry: cfg.Retry, Heartbeat: cfg.Heartbeat})
 	}
 	if serve("ws") {
-		s.mux.Handle("/ws", &ws.Handler{Feed: f, SymbolIndex: index, Ping: cfg.Ping, WriteTimeout: cfg.WriteTimeout,
-			AllowOrigin: cfg.AllowOrigin, Metrics: s.metrics.For(metrics.WS), Admit: s.admit, Stop: s.stop, Ctx: ctx,
-			Batches: batches, Go: s.goConn})
+		s.mux.Handle("/ws", &ws.Handler{Base: base(metrics.WS, batches), Ping: cfg.Ping, AllowOrigin: cfg.AllowOrigin})
 	}
 	if serve("poll") {
-		s.mux.Handle("/poll", &poll.Handler{Feed: f, SymbolIndex: index, WriteTimeout: cfg.WriteTimeout,
-			Metrics: s.metrics.For(metrics.Poll), Requests: s.metrics.PollRequests, Admit: s.admit, Stop: s.stop, Ctx: ctx,
-			Buffers: stream.NewBatchPool(poll.DefaultMax)})
+		s.mux.Handle("/poll", &poll.Handler{Base: base(metrics.Poll, stream.NewBatchPool(poll.DefaultMax)),
+			Requests: s.metrics.PollRequests})
 	}
 	s.mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{Registry: s.metrics.Registry}))
 	s.mux.HandleFunc("/healthz", s.healthz)
@@ -217,13 +216,12 @@ func (s *Server) goConn(fn func()) bool {
 }
 
 // Shutdown stops the feed and ends every stream: SSE streams end, WebSocket
-// clients get close 1001, held polls are answered. It waits for WebSocket
-// connections to finish closing, or for ctx. Call http.Server.Shutdown
+// clients get close 1001, held polls are answered. It waits for the
+// taken-over connections (SSE, WebSocket) to finish closing, or for ctx. Call http.Server.Shutdown
 // beside it to stop accepting and to wait for the HTTP handlers.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.cancel()
-		close(s.stop)
 		s.connsMu.Lock()
 		s.draining = true
 		s.connsMu.Unlock()

@@ -196,6 +196,15 @@ func TestGapSignal(t *testing.T) {
 			if next.gap != nil || next.tick.Seq != m.gap.To {
 				t.Fatalf("after gap to %d got %q", m.gap.To, next.raw)
 			}
+			// A gap at a reconnecting client's resume point is no drop; a
+			// poll's cursor is where its previous answer ended, so there it is.
+			want := 0.0
+			if tr == "poll" {
+				want = 1
+			}
+			if got := scrape(t, ts.base, "pushbench_drops_total", `cause="gap",transport="`+tr+`"`); got != want {
+				t.Errorf("drops_total{cause=gap} = %v after a resume gap, want %v", got, want)
+			}
 		})
 	}
 }
@@ -264,6 +273,41 @@ func TestBadInputIs400(t *testing.T) {
 				if json.Unmarshal(body, &e) != nil || e.Error == "" {
 					t.Errorf("poll error body %q is not {\"error\":...}", body)
 				}
+			}
+		})
+	}
+}
+
+// TestMalformedQueryIs400: a query that url.ParseQuery refuses is a 400 on
+// every transport, never a stream that silently lost its resume point.
+func TestMalformedQueryIs400(t *testing.T) {
+	ts := startServer(t, server.Config{Transport: "all"})
+	for _, path := range []string{
+		"/sse?lastEventId=%zz", "/sse?symbols=AAPL;lastEventId=5",
+		"/ws?since=%zz", "/ws?since=5;symbols=AAPL",
+		"/poll?cursor=%zz", "/poll?cursor=5;timeout=0",
+	} {
+		t.Run(path, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.base+path, nil)
+			if strings.HasPrefix(path, "/ws") {
+				req.Header.Set("Upgrade", "websocket")
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+				req.Header.Set("Sec-WebSocket-Version", "13")
+			}
+			resp, err := httpClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400", resp.StatusCode)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), "malformed query") {
+				t.Errorf("body %q does not say the query is malformed", body)
 			}
 		})
 	}
@@ -488,6 +532,147 @@ func TestShutdown(t *testing.T) {
 	})
 }
 
+// TestShutdownClosesEveryWebSocket: with hundreds of clients open, every
+// one of them gets the 1001 close frame, not a bare TCP close.
+func TestShutdownClosesEveryWebSocket(t *testing.T) {
+	const n = 400
+	// One tick a second: nobody drains the clients' 1024-message buffers,
+	// and a client whose buffer is full stops reading (and would miss the
+	// close frame) on a machine slow enough to take minutes.
+	ts := startServer(t, server.Config{Transport: "ws", Feed: feed.Config{Rate: 1}})
+	subs := make([]*sub, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 50)
+	for i := range subs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			subs[i], errs[i] = trySubscribe(t, ts.base, "ws", subOpts{})
+		})
+	}
+	wg.Wait()
+	for i := range subs {
+		if errs[i] != nil || subs[i].status != 200 {
+			t.Fatalf("client %d: %v (status %d)", i, errs[i], subs[i].status)
+		}
+	}
+	waitFor(t, time.Minute, "every client open", func() bool { return ts.srv.Open() == n })
+	if err := ts.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i, s := range subs {
+		if _, ok := s.ended(10 * time.Second); !ok || s.closeCode != websocket.CloseGoingAway {
+			if bad++; bad <= 5 {
+				t.Errorf("client %d: close code %d (ended %v, %v), want 1001", i, s.closeCode, ok, s.err)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d clients got no 1001", bad, n)
+	}
+}
+
+// scrape reads one sample of /metrics (labels as exposed: sorted by name)
+// and fails the test if it is absent.
+func scrape(t testing.TB, base, name, labels string) float64 {
+	t.Helper()
+	resp, err := httpClient().Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := name + "{" + labels + "} "
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s%s: %v", prefix, v, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s", prefix)
+	return 0
+}
+
+// TestDropsMetricExistsAtZero: every transport and cause is exposed before
+// the first drop, and so is every cause of write_errors_total.
+func TestDropsMetricExistsAtZero(t *testing.T) {
+	ts := startServer(t, server.Config{Transport: "all"})
+	for _, tr := range transports {
+		for _, cause := range []string{"write_timeout", "gap", "flood"} {
+			if v := scrape(t, ts.base, "pushbench_drops_total", `cause="`+cause+`",transport="`+tr+`"`); v != 0 {
+				t.Errorf("drops %s/%s = %v on a new server", tr, cause, v)
+			}
+		}
+		for _, cause := range []string{"timeout", "departed", "other"} {
+			if v := scrape(t, ts.base, "pushbench_write_errors_total", `cause="`+cause+`",transport="`+tr+`"`); v != 0 {
+				t.Errorf("write errors %s/%s = %v on a new server", tr, cause, v)
+			}
+		}
+	}
+}
+
+// TestSlowClientDrops: a streaming client that stops reading is counted as
+// a drop: with a short write timeout it is disconnected (write_timeout);
+// with a long one it falls behind the history and, once it reads again,
+// gets a gap (gap).
+func TestSlowClientDrops(t *testing.T) {
+	requests := map[string]string{
+		"sse": "GET /sse HTTP/1.1\r\nHost: x\r\n\r\n",
+		"ws":  "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+	}
+	for _, tr := range []string{"sse", "ws"} {
+		for _, cause := range []string{"write_timeout", "gap"} {
+			t.Run(tr+"/"+cause, func(t *testing.T) {
+				const rate = 5000
+				cfg := server.Config{Transport: tr, WriteTimeout: 30 * time.Second,
+					Feed: feed.Config{Rate: rate, Symbols: 64, History: 4096}}
+				if cause == "write_timeout" {
+					cfg.WriteTimeout = 300 * time.Millisecond
+				}
+				ts := startServer(t, cfg)
+				c := stalledConn(t, strings.TrimPrefix(ts.base, "http://"), requests[tr])
+				m := ts.srv.Metrics().For(tr)
+				ring := ts.srv.Feed().Ring()
+				labels := `cause="` + cause + `",transport="` + tr + `"`
+				if cause == "write_timeout" {
+					waitFor(t, time.Minute, "the drop", func() bool { return scrape(t, ts.base, "pushbench_drops_total", labels) == 1 })
+					if v := scrape(t, ts.base, "pushbench_write_errors_total", `cause="timeout",transport="`+tr+`"`); v != 1 {
+						t.Errorf("write_errors_total{cause=timeout} = %v, want 1", v)
+					}
+					return
+				}
+				// Blocked (the feed is far ahead of what was written), then
+				// more than the history behind; then read again.
+				waitFor(t, time.Minute, "the writer to block", func() bool { return ring.Newest() > uint64(m.DeliveredTotal())+2000 })
+				behind := ring.Newest() + 4096
+				waitFor(t, time.Minute, "the history to move on", func() bool { return ring.Newest() > behind })
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				br := bufio.NewReaderSize(c, 64<<10)
+				for {
+					line, err := br.ReadSlice('}')
+					if err != nil && err != bufio.ErrBufferFull {
+						t.Fatalf("no gap before %v", err)
+					}
+					if strings.Contains(string(line), `"from":`) {
+						break
+					}
+				}
+				waitFor(t, 5*time.Second, "drops_total{"+labels+"} = 1", func() bool {
+					return scrape(t, ts.base, "pushbench_drops_total", labels) == 1
+				})
+			})
+		}
+	}
+}
+
 // TestMaxConns: past -max-conns a client gets 503 and the refusal is counted.
 func TestMaxConns(t *testing.T) {
 	for _, tr := range transports {
@@ -535,6 +720,107 @@ func TestMaxConns(t *testing.T) {
 			if refused := m.GetCounter().GetValue(); refused != 1 {
 				t.Fatalf("refused counter %v, want 1", refused)
 			}
+		})
+	}
+}
+
+// TestWebSocketPongKeepsWriteTimeout: a client that stops reading but sends
+// a ping keeps its connection for the write timeout. The server's pong
+// reply must not cut the blocked tick write short (gorilla writes pongs with
+// a one-second deadline of its own), and no byte of the stream may be lost:
+// once the client reads again it gets the pong and every tick in order.
+func TestWebSocketPongKeepsWriteTimeout(t *testing.T) {
+	const rate = 5000
+	ts := startServer(t, server.Config{Transport: "ws", WriteTimeout: 20 * time.Second,
+		Feed: feed.Config{Rate: rate, Symbols: 64, History: 1 << 17}})
+	nd := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	d := websocket.Dialer{NetDialContext: nd.DialContext}
+	c, _, err := d.Dial("ws"+strings.TrimPrefix(ts.base, "http")+"/ws?since=0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pong := make(chan struct{}, 1)
+	c.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	// The writer is blocked once the feed is far ahead of what was written:
+	// a writer that is not blocked delivers each tick within a batch.
+	m := ts.srv.Metrics().For("ws")
+	ring := ts.srv.Feed().Ring()
+	waitFor(t, 30*time.Second, "the tick writer to block", func() bool {
+		return ring.Newest() > uint64(m.DeliveredTotal())+2000
+	})
+	if err := c.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Stay stalled past gorilla's one-second pong deadline, well inside the
+	// 20 s write timeout: the server must keep the client.
+	time.Sleep(2500 * time.Millisecond)
+	until := ring.Newest()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for want := uint64(1); want <= until; want++ {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("stream ended at seq %d of %d: %v", want, until, err)
+		}
+		m := parseTick(t, string(data))
+		if m.gap != nil || m.tick.Seq != want {
+			t.Fatalf("got %s, want seq %d", data, want)
+		}
+	}
+	select {
+	case <-pong:
+	default:
+		t.Error("no pong among the messages read")
+	}
+}
+
+// TestWebSocketFloodIs1008: a client that floods small frames (data or
+// pings) is closed with 1008 and counted as a flood drop.
+func TestWebSocketFloodIs1008(t *testing.T) {
+	for _, kind := range []string{"text", "ping"} {
+		t.Run(kind, func(t *testing.T) {
+			ts := startServer(t, server.Config{Transport: "ws", Feed: feed.Config{Rate: 10}})
+			c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.base, "http")+"/ws", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			readErr := make(chan error, 1)
+			go func() {
+				_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				for {
+					if _, _, err := c.ReadMessage(); err != nil {
+						readErr <- err
+						return
+					}
+				}
+			}()
+			send := func() error {
+				if kind == "ping" {
+					return c.WriteControl(websocket.PingMessage, []byte("x"), time.Now().Add(time.Second))
+				}
+				return c.WriteMessage(websocket.TextMessage, []byte("x"))
+			}
+			// Writes may fail once the server has closed.
+			for range 10000 {
+				if send() != nil {
+					break
+				}
+			}
+			err = <-readErr
+			if !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+				t.Fatalf("got %v, want close 1008", err)
+			}
+			waitFor(t, 5*time.Second, "the flood drop counted", func() bool {
+				return scrape(t, ts.base, "pushbench_drops_total", `cause="flood",transport="ws"`) == 1
+			})
 		})
 	}
 }

@@ -18,9 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
-	"github.com/pushbench/pushbench/servers/metrics"
-	"github.com/pushbench/pushbench/servers/query"
 	"github.com/pushbench/pushbench/servers/stream"
 )
 
@@ -33,29 +32,11 @@ const (
 
 // Handler serves GET /sse.
 type Handler struct {
-	Feed         *feed.Feed
-	SymbolIndex  map[string]int
-	Retry        time.Duration
-	Heartbeat    time.Duration
-	WriteTimeout time.Duration
-	Metrics      *metrics.Transport
-	// Admit is asked before a stream starts; it returns a release func, or
-	// false with the reason the client is refused (the handler answers 503).
-	Admit func() (release func(), reason string, ok bool)
-	// Stop is closed when the server shuts down: streams end at once.
-	Stop <-chan struct{}
-	// Ctx bounds every stream (the server's lifetime).
-	Ctx     context.Context
-	Batches *sync.Pool
-	// Go starts a stream's goroutine so that the server can wait for it on
-	// shutdown; false means the server is shutting down.
-	Go func(func()) bool
+	endpoint.Base
+	Retry     time.Duration
+	Heartbeat time.Duration
 
 	iovecs sync.Pool // *net.Buffers for stream.Writev
-}
-
-func badRequest(w http.ResponseWriter, err error) {
-	http.Error(w, err.Error(), http.StatusBadRequest)
 }
 
 // ServeHTTP validates the request, then streams until the client leaves, a
@@ -66,38 +47,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	ring := h.Feed.Ring()
-	q := r.URL.Query()
-	var filter feed.Filter
-	if v, ok := q["symbols"]; ok {
-		f, err := query.Symbols(v[0], h.Feed.Symbols(), h.SymbolIndex)
-		if err != nil {
-			badRequest(w, err)
-			return
-		}
-		filter = f
+	req, err := h.Parse(r, "Last-Event-ID", "lastEventId")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
-	cursor := ring.Newest() // no resume point: live from now
-	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		v, err := query.Seq("Last-Event-ID", id)
-		if err != nil {
-			badRequest(w, err)
-			return
-		}
-		cursor = v
-	} else if v, ok := q["lastEventId"]; ok {
-		s, err := query.Seq("lastEventId", v[0])
-		if err != nil {
-			badRequest(w, err)
-			return
-		}
-		cursor = s
-	}
-	release, reason, ok := h.Admit()
+	release, ok := h.Take(w, endpoint.HTTPError)
 	if !ok {
-		h.Metrics.Refuse(reason)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "server at capacity: "+reason, http.StatusServiceUnavailable)
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -110,7 +66,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	retry := "retry: " + strconv.FormatInt(h.Retry.Milliseconds(), 10) + "\n\n"
-	cfg := stream.Config{Ring: ring, Cursor: cursor, Filter: filter,
+	cfg := stream.Config{Ring: h.Feed.Ring(), Cursor: req.Cursor, Filter: req.Filter,
 		KeepAlive: h.Heartbeat, Metrics: h.Metrics, Batches: h.Batches}
 	if !h.serveHijacked(w, retry, cfg, release) {
 		release()
@@ -138,13 +94,9 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 		return false
 	}
 	_ = brw // its buffers are dropped; a GET stream has no body to read
-	h.Metrics.Open.Inc()
 	hw := &hijacked{nc: nc, timeout: h.WriteTimeout, iovecs: &h.iovecs}
-	ctx, cancel := context.WithCancel(h.Ctx)
-	readerDone := make(chan struct{})
-	started := h.Go(func() { // the writer, which owns the reader's lifetime
-		defer release()
-		defer h.Metrics.Open.Dec()
+	h.Start(release, func() { nc.Close() }, func(ctx context.Context, cancel context.CancelFunc) {
+		readerDone := make(chan struct{})
 		defer func() {
 			cancel()
 			nc.Close()
@@ -163,17 +115,11 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 		n, err := hw.write([]byte(responseHead + retry))
 		h.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
 		if err != nil {
-			h.Metrics.WriteErrors.Inc()
+			h.Metrics.WriteFailed(err)
 			return
 		}
-		_ = stream.Run(ctx, h.Stop, cfg, hw)
+		_ = stream.Run(ctx, cfg, hw)
 	})
-	if !started { // shutting down: the stream ends before it began
-		cancel()
-		nc.Close()
-		h.Metrics.Open.Dec()
-		release()
-	}
 	return true
 }
 

@@ -59,9 +59,10 @@ func NewBatchPool(maxBatch int) *sync.Pool {
 	return &sync.Pool{New: func() any { b := make([]*feed.Frame, 0, maxBatch); return &b }}
 }
 
-// Run streams until ctx is done, stop is closed, the ring closes, or a write
-// fails; it returns the write error, or nil.
-func Run(ctx context.Context, stop <-chan struct{}, cfg Config, w Writer) error {
+// Run streams until ctx is done (the server shuts down or the client went
+// away), the ring closes, or a write fails; it returns the write error, or
+// nil.
+func Run(ctx context.Context, cfg Config, w Writer) error {
 	maxBatch := cfg.MaxBatch
 	if maxBatch <= 0 {
 		maxBatch = DefaultMaxBatch
@@ -83,7 +84,7 @@ func Run(ctx context.Context, stop <-chan struct{}, cfg Config, w Writer) error 
 		wake, cancel = cfg.Ring.WaitFor(cursor, cfg.Filter)
 		n, err := drain(cfg, &cursor, maxBatch, w)
 		if err != nil {
-			m.WriteErrors.Inc()
+			m.WriteFailed(err)
 			return err
 		}
 		if n > 0 {
@@ -95,15 +96,13 @@ func Run(ctx context.Context, stop <-chan struct{}, cfg Config, w Writer) error 
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-stop:
-			return nil
 		case <-wake:
 		case now := <-keepAlive:
 			if cfg.Always || now.Sub(lastWrite) >= cfg.KeepAlive {
 				n, err := w.KeepAlive()
 				m.Bytes.Add(float64(n))
 				if err != nil {
-					m.WriteErrors.Inc()
+					m.WriteFailed(err)
 					return err
 				}
 				lastWrite = now
@@ -119,6 +118,10 @@ func drain(cfg Config, cursor *uint64, maxBatch int, w Writer) (int, error) {
 	writes := 0
 	for *cursor < cfg.Ring.Newest() {
 		bp := cfg.Batches.Get().(*[]*feed.Frame)
+		// Until the first read the cursor is the resume point the client
+		// came back with: a gap there means those ticks were evicted while
+		// it was away, not that it is too slow now.
+		atResume := *cursor == cfg.Cursor
 		frames, gap, next := cfg.Ring.Read(*cursor, cfg.Filter, (*bp)[:0], maxBatch)
 		*cursor = next
 		var err error
@@ -126,6 +129,9 @@ func drain(cfg Config, cursor *uint64, maxBatch int, w Writer) (int, error) {
 			var n int
 			n, err = w.WriteGap(*gap)
 			m.Gaps.Inc()
+			if !atResume {
+				m.Behind.Inc()
+			}
 			m.Bytes.Add(float64(n))
 			writes++
 		}
