@@ -218,7 +218,12 @@ func (r *run) pollResult(res *vegeta.Result, polls []*poller, ans *client.PollAn
 		ev.Tick = ans.Ticks[i]
 		sub.handle(&ev)
 	}
-	if cur == 0 || ans.Cursor > cur-1 {
+	// A stale answer to a request sent without a cursor ("from now") carries
+	// no ticks, and its cursor is merely the newest seq when the server
+	// read it: moving on to it would skip the ticks in between, which the
+	// checker would rightly count as missing. Only an answer that covered
+	// the seqs up to its cursor may move the poller on.
+	if cur == 0 || (hadCursor && ans.Cursor > cur-1) {
 		p.cursor.Store(ans.Cursor + 1)
 	}
 }
