@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,15 @@ type cutReq struct {
 // under mu belongs to the goroutine.
 type worker struct {
 	epfd, evfd int
+	// ep is epfd as a pollable file: the worker waits for its epoll set
+	// through Go's netpoller (an epoll descriptor is readable while events
+	// are ready), never in a blocking epoll_wait. A goroutine blocked in a
+	// system call keeps its P until sysmon takes it back, up to 10 ms later
+	// when the process is otherwise idle; with GOMAXPROCS 1 (a load
+	// generator pinned to one CPU) every timer of the process, the lag
+	// probe's included, then fired that late. Parked in the netpoller, the
+	// worker leaves the P to the rest of the process.
+	ep         *os.File
 	buf        []byte
 	conns      []*loopConn // by descriptor
 	n          int         // connections registered
@@ -155,12 +165,50 @@ func newWorker() (*worker, error) {
 		w.closeFDs()
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
+	// Non-blocking, os.NewFile registers it with the runtime's netpoller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		w.closeFDs()
+		return nil, fmt.Errorf("epoll set non-blocking: %w", err)
+	}
+	w.ep = os.NewFile(uintptr(epfd), "epoll")
 	return w, nil
 }
 
 func (w *worker) closeFDs() {
 	_ = unix.Close(w.evfd)
+	if w.ep != nil {
+		_ = w.ep.Close() // takes epfd out of the netpoller too
+		return
+	}
 	_ = unix.Close(w.epfd)
+}
+
+// wait returns the ready events, parking the goroutine in Go's netpoller
+// while there are none, until the sweep is due (0 events then).
+func (w *worker) wait(rc syscall.RawConn, events []unix.EpollEvent) (int, error) {
+	if w.n > 0 {
+		_ = w.ep.SetReadDeadline(time.Unix(0, w.lastSweep+w.sweepEvery))
+	} else {
+		_ = w.ep.SetReadDeadline(time.Time{})
+	}
+	var n int
+	var werr error
+	err := rc.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), events, 0)
+		if errors.Is(werr, unix.EINTR) {
+			n, werr = 0, nil
+		}
+		return n > 0 || werr != nil // none ready: park until the set is readable
+	})
+	switch {
+	case werr != nil:
+		return 0, werr
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return n, nil
 }
 
 // add queues lc for registration; false if the worker is stopping.
@@ -192,17 +240,15 @@ func (w *worker) wake() {
 
 func (w *worker) run() {
 	defer w.closeFDs()
-	events := make([]unix.EpollEvent, 256)
+	events := make([]unix.EpollEvent, 128)
+	rc, err := w.ep.SyscallConn()
+	if err != nil {
+		w.endAll(fmt.Errorf("epoll: %w", err))
+		return
+	}
 	for {
-		timeout := -1
-		if w.n > 0 {
-			timeout = max(1, int(w.sweepEvery/int64(time.Millisecond)))
-		}
-		n, err := unix.EpollWait(w.epfd, events, timeout)
+		n, err := w.wait(rc, events)
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
 			w.endAll(fmt.Errorf("epoll_wait: %w", err))
 			return
 		}
@@ -227,6 +273,11 @@ func (w *worker) run() {
 			}
 		}
 		w.sweep()
+		// Let the process's other goroutines (timers, the lag probe, the
+		// run loop) have the P between batches: with GOMAXPROCS 1 a burst
+		// of thousands of ready sockets would otherwise hold it until
+		// preemption, 10 ms later.
+		runtime.Gosched()
 	}
 }
 
