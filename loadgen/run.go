@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
-
 	"github.com/pushbench/pushbench/loadgen/check"
 	"github.com/pushbench/pushbench/loadgen/client"
 	"github.com/pushbench/pushbench/loadgen/result"
@@ -194,11 +192,7 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 	defer f.cancel()
 	w := r.pace(ctx, start, f)
 	f.stop()
-	wall := time.Since(start)
-	cpu := cpuTime() - cpu0
-	lag := aux.stop()
-
-	res := r.result(start, wall, cpu, lag)
+	res := r.result(start, cpu0, aux)
 	res.Connected = w.connected
 	res.Self.RSSBytes = w.rss
 	sched := r.schedule() // the drain saw more ticks
@@ -473,8 +467,12 @@ func (r *run) caughtUp(subs []*subscription, sched schedule, h uint64) bool {
 	return true
 }
 
-// result merges the shards into a Result (counts are added by the caller).
-func (r *run) result(start time.Time, wall, cpu time.Duration, lag *hdrhistogram.Histogram) *result.Result {
+// result stops aux and merges the shards into a Result (counts are added
+// by the caller); wall and CPU time are measured from start and cpu0.
+func (r *run) result(start time.Time, cpu0 time.Duration, aux *aux) *result.Result {
+	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
+	lag := aux.stop()
 	cfg := r.cfg
 	res := &result.Result{
 		SchemaVersion: result.SchemaVersion,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbench/pushbench/loadgen/internal/servertest"
 	"github.com/pushbench/pushbench/loadgen/reach"
 	"github.com/pushbench/pushbench/loadgen/result"
 	"github.com/pushbench/pushbench/servers/feed"
@@ -79,37 +79,7 @@ func runAll(t *testing.T, cfgs []Config) []*result.Result {
 // 16 symbols (seed 1) at rate ticks/s, until the test ends.
 func startServer(t testing.TB, transport string, rate float64) string {
 	t.Helper()
-	return startServerConfig(t, server.Config{Transport: transport, Feed: feed.Config{Seed: 1, Symbols: 16, Rate: rate, History: 4096}})
-}
-
-// startServerConfig runs this project's server with cfg until the test ends.
-func startServerConfig(t testing.TB, cfg server.Config) string {
-	t.Helper()
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Run(ctx)
-	}()
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(sctx)
-		scancel()
-		ts.Close()
-		cancel()
-		<-done
-	})
-	select {
-	case <-srv.Feed().Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("feed did not start")
-	}
-	return ts.URL
+	return servertest.Start(t, server.Config{Transport: transport, Feed: feed.Config{Seed: 1, Symbols: 16, Rate: rate, History: 4096}})
 }
 
 // clean checks that a run delivered everything exactly once.

@@ -106,28 +106,14 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 		warmT := time.AfterFunc(cfg.Warmup, func() { r.phase.Store("run") })
 		defer warmT.Stop()
 	}
-	stopWatch := make(chan struct{})
-	watchDone := make(chan struct{})
-	go func() { // Ctrl-C ends the attack early
-		defer close(watchDone)
-		select {
-		case <-ctx.Done():
-			attacker.Stop()
-		case <-stopWatch:
-		}
-	}()
+	unwatch := stopOnCancel(ctx, attacker)
 	pacer := vegeta.ConstantPacer{Freq: n, Per: cfg.Interval}
 	var ans client.PollAnswer
 	for res := range attacker.Attack(targeter, pacer, cfg.Warmup+cfg.Duration, "shortpoll") {
 		r.pollResult(res, polls, &ans)
 	}
-	close(stopWatch)
-	<-watchDone
-	wall := time.Since(start)
-	cpu := cpuTime() - cpu0
-	lag := aux.stop()
-
-	out := r.result(start, wall, cpu, lag)
+	unwatch()
+	out := r.result(start, cpu0, aux)
 	out.Requests = counters.Requests.Load()
 	subs := make([]owedTo, 0, len(polls))
 	for _, p := range polls {

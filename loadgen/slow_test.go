@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbench/pushbench/loadgen/internal/servertest"
 	"github.com/pushbench/pushbench/loadgen/result"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/server"
@@ -56,7 +57,7 @@ func TestSlowClients(t *testing.T) {
 		if tr == "poll" {
 			rate = 200
 		}
-		base := startServerConfig(t, server.Config{Transport: tr, WriteTimeout: 300 * time.Millisecond,
+		base := servertest.Start(t, server.Config{Transport: tr, WriteTimeout: 300 * time.Millisecond,
 			Feed: feed.Config{Seed: 1, Symbols: 16, Rate: rate, History: 1 << 14}})
 		cfg := testConfig(t, tr, base)
 		cfg.Clients, cfg.Slow, cfg.Duration = 20, 0.25, 3*time.Second

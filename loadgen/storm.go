@@ -39,26 +39,12 @@ func (r *run) storm(ctx context.Context) (*result.Result, error) {
 	aux := newAux(r)
 	start, cpu0 := time.Now(), cpuTime()
 	r.phase.Store("storm")
-	stopWatch := make(chan struct{})
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		select {
-		case <-ctx.Done():
-			attacker.Stop()
-		case <-stopWatch:
-		}
-	}()
+	unwatch := stopOnCancel(ctx, attacker)
 	for range attacker.Attack(target, pacer, cfg.Duration, cfg.Transport) {
 		// stormRT accounted each connection.
 	}
-	close(stopWatch)
-	<-watchDone
-	wall := time.Since(start)
-	cpu := cpuTime() - cpu0
-	lag := aux.stop()
-
-	out := r.result(start, wall, cpu, lag)
+	unwatch()
+	out := r.result(start, cpu0, aux)
 	rt.mu.Lock()
 	out.Counts = rt.counts
 	rt.mu.Unlock()
@@ -138,5 +124,24 @@ func okResponse(req *http.Request) *http.Response {
 	return &http.Response{
 		Status: "200 OK", StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{}, Body: http.NoBody, Request: req,
+	}
+}
+
+// stopOnCancel stops a when ctx ends (Ctrl-C ends an attack early) until
+// the returned func is called; that func also waits for the watcher.
+func stopOnCancel(ctx context.Context, a *vegeta.Attacker) (unwatch func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+			a.Stop()
+		case <-quit:
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
 	}
 }

@@ -134,7 +134,13 @@ func (s *stubServer) close() {
 // goroutine blocked in Next as in a run. It opens a fixed number of clients
 // whatever b.N is; run it with -benchtime=1x. The figure includes the stub
 // server's side of each connection (a few hundred bytes).
-func BenchmarkIdleClient(b *testing.B) {
+func BenchmarkIdleClient(b *testing.B) { benchIdle(b, false) }
+
+// benchIdle opens idle clients against a stub server that answers the
+// handshake (and each poll's first answer) and then stays silent, and
+// reports the memory each costs. With loop the clients are served by a
+// Loop, without it each has a goroutine blocked in Next.
+func benchIdle(b *testing.B, loop bool) {
 	const clients = 1000
 	answers := map[string]func(string) []byte{
 		"sse":  func(string) []byte { return []byte(sseHead + "e\r\nretry: 2000\n\n\r\n") },
@@ -145,13 +151,20 @@ func BenchmarkIdleClient(b *testing.B) {
 		b.Run(tr, func(b *testing.B) {
 			for range b.N {
 				srv := newStubServer(b, answers[tr])
-				cfg := &Config{Transport: tr, Base: &url.URL{Scheme: "http", Host: srv.l.Addr().String()}}
+				cfg := &Config{Transport: tr, Base: &url.URL{Scheme: "http", Host: srv.l.Addr().String()}, Handoff: loop}
 				if err := cfg.Prepare(); err != nil {
 					b.Fatal(err)
 				}
+				var l *Loop
+				if loop {
+					var err error
+					if l, err = NewLoop(0); err != nil {
+						b.Fatal(err)
+					}
+				}
 				d := NewDialer(nil, 5*time.Second)
 				counters := new(Counters)
-				var entered atomic.Int64
+				var entered atomic.Int64 // clients served: running Next, or handed to l
 				before := memInUse()
 				cs := make([]Client, clients)
 				var wg sync.WaitGroup
@@ -164,6 +177,13 @@ func BenchmarkIdleClient(b *testing.B) {
 						b.Fatalf("client %d: %v", i, err)
 					}
 					cs[i] = c
+					if loop {
+						if err := l.Serve(c, func(*Event) {}, func(error) {}); err != nil {
+							b.Fatal(err)
+						}
+						entered.Add(1)
+						continue
+					}
 					wg.Go(func() {
 						entered.Add(1)
 						for {
@@ -173,8 +193,8 @@ func BenchmarkIdleClient(b *testing.B) {
 						}
 					})
 				}
-				// Wait until every goroutine runs, and every poll client has
-				// sent its long poll (which the stub never answers).
+				// Wait until every client is served, and every poll client
+				// has sent its long poll (which the stub never answers).
 				deadline := time.Now().Add(10 * time.Second)
 				for entered.Load() < clients || (tr == "poll" && counters.Requests.Load() < 2*clients) {
 					if time.Now().After(deadline) {
@@ -188,6 +208,9 @@ func BenchmarkIdleClient(b *testing.B) {
 					c.Close()
 				}
 				wg.Wait()
+				if loop {
+					l.Close()
+				}
 				srv.close()
 			}
 		})

@@ -56,29 +56,17 @@ func (d *chunkDecoder) decode(b []byte) (n, consumed int, done bool, err error) 
 			}
 		}
 		switch d.state {
-		case chSize:
-			if v, ok := hexVal(c); ok && d.digits < 10 {
+		case chSize, chSizeSpace:
+			if v, ok := hexVal(c); ok && d.state == chSize && d.digits < 10 {
 				d.size = d.size<<4 | int64(v)
 				d.digits++
 				continue
 			}
+			// After the digits: blanks (then no more digits), an
+			// extension, or the line's end.
 			switch c {
 			case ' ', '\t':
 				d.state = chSizeSpace
-			case ';':
-				d.state = chExt
-			case '\r':
-				d.state = chSizeCR
-			case '\n':
-				if err := d.sizeLine(); err != nil {
-					return n, i, false, err
-				}
-			default:
-				return n, i, false, fmt.Errorf("%w: bad chunk size", ErrProtocol)
-			}
-		case chSizeSpace:
-			switch c {
-			case ' ', '\t':
 			case ';':
 				d.state = chExt
 			case '\r':

@@ -144,24 +144,12 @@ func (c *Config) Prepare() error {
 	if c.Base.Host == "" {
 		return errors.New("client: URL has no host")
 	}
-	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.PollTimeout <= 0 {
-		c.PollTimeout = DefaultPollTimeout
-	}
-	if c.PollMax <= 0 {
-		c.PollMax = DefaultPollMax
-	}
-	if c.ReadBuffer <= 0 {
-		c.ReadBuffer = DefaultReadBuffer
-	}
-	if c.MaxEvent <= 0 {
-		c.MaxEvent = DefaultMaxEvent
-	}
+	positiveOr(&c.ConnectTimeout, DefaultConnectTimeout)
+	positiveOr(&c.IdleTimeout, DefaultIdleTimeout)
+	positiveOr(&c.PollTimeout, DefaultPollTimeout)
+	positiveOr(&c.PollMax, DefaultPollMax)
+	positiveOr(&c.ReadBuffer, DefaultReadBuffer)
+	positiveOr(&c.MaxEvent, DefaultMaxEvent)
 	c.wsPool, c.brPool = &sync.Pool{}, &sync.Pool{}
 	c.pollWait = c.PollTimeout.String()
 	c.hostHdr = c.Base.Host
@@ -192,6 +180,14 @@ func (c *Config) Prepare() error {
 		}
 	}
 	return nil
+}
+
+// positiveOr sets *v to def unless it is positive: a zero or negative
+// setting means "the default".
+func positiveOr[T ~int | ~int64](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // New returns an unconnected client of cfg.Transport that dials with d and

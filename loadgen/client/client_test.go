@@ -279,21 +279,7 @@ func TestPollClient(t *testing.T) {
 	if err := c.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for len(got) < 4 {
-		ev, err := c.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch ev.Kind {
-		case KindStart:
-			got = append(got, fmt.Sprint("start ", ev.Seq))
-		case KindGap:
-			got = append(got, fmt.Sprintf("gap %d-%d", ev.Gap.From, ev.Gap.To))
-		case KindTick:
-			got = append(got, fmt.Sprint("tick ", ev.Tick.Seq))
-		}
-	}
+	got := nextEvents(t, c, 4)
 	if fmt.Sprint(got) != "[start 7 gap 4-8 tick 1 tick 2]" {
 		t.Errorf("events %q", got)
 	}
@@ -556,8 +542,18 @@ func TestPollClientFirstAnswerWithTicks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	got := nextEvents(t, c, 3)
+	if fmt.Sprint(got) != "[start 0 tick 1 tick 2]" {
+		t.Errorf("events %q, want the start before the first tick", got)
+	}
+}
+
+// nextEvents reads n start, gap or tick events from c, in short form
+// ("start 7", "gap 4-8", "tick 1"); other events are not counted.
+func nextEvents(t testing.TB, c Client, n int) []string {
+	t.Helper()
 	var got []string
-	for len(got) < 3 {
+	for len(got) < n {
 		ev, err := c.Next()
 		if err != nil {
 			t.Fatal(err)
@@ -565,11 +561,11 @@ func TestPollClientFirstAnswerWithTicks(t *testing.T) {
 		switch ev.Kind {
 		case KindStart:
 			got = append(got, fmt.Sprint("start ", ev.Seq))
+		case KindGap:
+			got = append(got, fmt.Sprintf("gap %d-%d", ev.Gap.From, ev.Gap.To))
 		case KindTick:
 			got = append(got, fmt.Sprint("tick ", ev.Tick.Seq))
 		}
 	}
-	if fmt.Sprint(got) != "[start 0 tick 1 tick 2]" {
-		t.Errorf("events %q, want the start before the first tick", got)
-	}
+	return got
 }

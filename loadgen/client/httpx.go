@@ -20,6 +20,38 @@ const (
 	maxLineBytes   = 8 << 10  // one header or chunk-size line
 )
 
+// httpReader is what the SSE and poll clients read their connection
+// through: a buffered reader lent by the Config's pool, and the response
+// read from it. A Loop needs neither, so handing off returns the reader.
+type httpReader struct {
+	br   *bufio.Reader
+	resp response
+}
+
+// attach reads c from now on, borrowing a reader from cfg the first time.
+func (h *httpReader) attach(cfg *Config, c *Conn) {
+	if h.br == nil {
+		h.br = cfg.reader(c)
+	} else {
+		h.br.Reset(c)
+	}
+	h.resp.br = h.br
+}
+
+// release gives the reader back to cfg's pool and returns a copy of what
+// it had buffered and not yet read (the start of what the Loop reads).
+func (h *httpReader) release(cfg *Config) []byte {
+	var pre []byte
+	if n := h.br.Buffered(); n > 0 {
+		b, _ := h.br.Peek(n)
+		pre = append(pre, b...)
+	}
+	h.br.Reset(nil)
+	cfg.brPool.Put(h.br)
+	h.br, h.resp.br = nil, nil
+	return pre
+}
+
 // response reads one HTTP/1.1 response from br: call readHeader, then read
 // the body with Read until io.EOF. Reset it before the next response on the
 // same connection. It allocates nothing once warmed up.

@@ -195,43 +195,17 @@ func (s *scanner) skip(depth int) error {
 	}
 	switch c := s.b[s.i]; {
 	case c == '{':
-		s.i++
-		if s.consume('}') {
-			return nil
-		}
-		for {
+		return s.list('{', '}', "expected object", func() error {
 			if err := s.skipString(); err != nil {
 				return err
 			}
 			if !s.consume(':') {
 				return s.fail("missing colon")
 			}
-			if err := s.skip(depth + 1); err != nil {
-				return err
-			}
-			if s.consume('}') {
-				return nil
-			}
-			if !s.consume(',') {
-				return s.fail("expected , or }")
-			}
-		}
+			return s.skip(depth + 1)
+		})
 	case c == '[':
-		s.i++
-		if s.consume(']') {
-			return nil
-		}
-		for {
-			if err := s.skip(depth + 1); err != nil {
-				return err
-			}
-			if s.consume(']') {
-				return nil
-			}
-			if !s.consume(',') {
-				return s.fail("expected , or ]")
-			}
-		}
+		return s.list('[', ']', "expected array", func() error { return s.skip(depth + 1) })
 	case c == '"':
 		return s.skipString()
 	case c == '-' || isDigit(c):
@@ -322,29 +296,37 @@ func (s *scanner) skipNumber() error {
 	return nil
 }
 
-// object calls field for each key of an object; field reads the value.
-func (s *scanner) object(field func(k []byte) error) error {
-	if !s.consume('{') {
-		return s.fail("expected object")
+// list reads open, then elements separated by commas, then close; elem
+// reads one element. notOpen is the error when open is not there.
+func (s *scanner) list(open, close byte, notOpen string, elem func() error) error {
+	if !s.consume(open) {
+		return s.fail(notOpen)
 	}
-	if s.consume('}') {
+	if s.consume(close) {
 		return nil
 	}
 	for {
+		if err := elem(); err != nil {
+			return err
+		}
+		if s.consume(close) {
+			return nil
+		}
+		if !s.consume(',') {
+			return s.fail("expected , or " + string(close))
+		}
+	}
+}
+
+// object calls field for each key of an object; field reads the value.
+func (s *scanner) object(field func(k []byte) error) error {
+	return s.list('{', '}', "expected object", func() error {
 		k, err := s.key()
 		if err != nil {
 			return err
 		}
-		if err := field(k); err != nil {
-			return err
-		}
-		if s.consume('}') {
-			return nil
-		}
-		if !s.consume(',') {
-			return s.fail("expected , or }")
-		}
-	}
+		return field(k)
+	})
 }
 
 // end checks that only whitespace follows the value.
@@ -492,24 +474,10 @@ func DecodePoll(b []byte, a *PollAnswer) error {
 		case "ticks":
 			seen |= 2
 			a.Ticks = a.Ticks[:0]
-			if !s.consume('[') {
-				return s.fail("ticks is not an array")
-			}
-			if s.consume(']') {
-				return nil
-			}
-			for {
+			return s.list('[', ']', "ticks is not an array", func() error {
 				a.Ticks = append(a.Ticks, Tick{})
-				if err := s.tick(&a.Ticks[len(a.Ticks)-1]); err != nil {
-					return err
-				}
-				if s.consume(']') {
-					return nil
-				}
-				if !s.consume(',') {
-					return s.fail("expected , or ]")
-				}
-			}
+				return s.tick(&a.Ticks[len(a.Ticks)-1])
+			})
 		case "gap":
 			a.HasGap = true
 			err = s.gap(&a.Gap)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pushbench/pushbench/loadgen/internal/servertest"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/server"
 )
@@ -26,31 +26,7 @@ import (
 // realServer runs this project's server on loopback until the test ends.
 func realServer(t testing.TB, transport string, rate float64) *url.URL {
 	t.Helper()
-	srv, err := server.New(server.Config{Transport: transport, Feed: feed.Config{Seed: 1, Symbols: 16, Rate: rate, History: 4096}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Run(ctx)
-	}()
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = srv.Shutdown(sctx)
-		scancel()
-		ts.Close()
-		cancel()
-		<-done
-	})
-	select {
-	case <-srv.Feed().Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatal("feed did not start")
-	}
-	u, err := url.Parse(ts.URL)
+	u, err := url.Parse(servertest.Start(t, server.Config{Transport: transport, Feed: feed.Config{Seed: 1, Symbols: 16, Rate: rate, History: 4096}}))
 	if err != nil {
 		t.Fatal(err)
 	}

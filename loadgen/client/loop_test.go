@@ -99,18 +99,27 @@ func (r readerRun) String() string {
 	return fmt.Sprintf("events %q\nend %s\nwritten %q", r.events, r.cause, r.written)
 }
 
-// goroutineRead runs the goroutine reader over chunks: Connect, then Next
-// until an error (at most max events).
-func goroutineRead(t testing.TB, cfg *Config, chunks [][]byte, max int) readerRun {
+// connectChunks makes a client of cfg whose connection reads chunks, and
+// connects it. A failed Connect returns a nil Client and the run so far.
+func connectChunks(t testing.TB, cfg *Config, chunks [][]byte) (Client, *chunkConn, readerRun) {
 	t.Helper()
 	conn := &chunkConn{chunks: chunks}
 	c, err := New(cfg, fakeDialer(func() net.Conn { return conn }), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r readerRun
 	if err := c.Connect(context.Background()); err != nil {
-		r.cause = "connect " + Cause(err)
+		return nil, conn, readerRun{cause: "connect " + Cause(err)}
+	}
+	return c, conn, readerRun{}
+}
+
+// goroutineRead runs the goroutine reader over chunks: Connect, then Next
+// until an error (at most max events).
+func goroutineRead(t testing.TB, cfg *Config, chunks [][]byte, max int) readerRun {
+	t.Helper()
+	c, conn, r := connectChunks(t, cfg, chunks)
+	if c == nil {
 		return r
 	}
 	for len(r.events) < max {
@@ -131,14 +140,8 @@ func goroutineRead(t testing.TB, cfg *Config, chunks [][]byte, max int) readerRu
 // as the worker would hand them over, and EOF ends it.
 func loopRead(t testing.TB, cfg *Config, head []byte, pieces [][]byte, max int) readerRun {
 	t.Helper()
-	conn := &chunkConn{chunks: [][]byte{head}}
-	c, err := New(cfg, fakeDialer(func() net.Conn { return conn }), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r readerRun
-	if err := c.Connect(context.Background()); err != nil {
-		r.cause = "connect " + Cause(err)
+	c, conn, r := connectChunks(t, cfg, [][]byte{head})
+	if c == nil {
 		return r
 	}
 	lcl := c.(loopClient)

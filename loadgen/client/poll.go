@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,8 +18,7 @@ import (
 // is the resume point across reconnects.
 type Poll struct {
 	base
-	br        *bufio.Reader
-	resp      response
+	httpReader
 	live      *Conn // nil after the server closed it
 	req       []byte
 	body      []byte
@@ -48,12 +46,7 @@ func (p *Poll) Connect(ctx context.Context) error {
 		return err
 	}
 	p.live = c
-	if p.br == nil {
-		p.br = p.cfg.reader(c)
-	} else {
-		p.br.Reset(c)
-	}
-	p.resp.br = p.br
+	p.attach(p.cfg, c)
 	if p.hasCursor {
 		return nil
 	}
@@ -208,12 +201,7 @@ func (p *Poll) redial() error {
 		return err
 	}
 	p.live = c
-	if p.br == nil {
-		p.br = p.cfg.reader(c)
-		p.resp.br = p.br
-	} else {
-		p.br.Reset(c)
-	}
+	p.attach(p.cfg, c)
 	return nil
 }
 
@@ -246,14 +234,7 @@ func (p *Poll) handoff() (*Conn, []byte, error) {
 			return nil, nil, err
 		}
 	}
-	var pre []byte
-	if n := p.br.Buffered(); n > 0 {
-		b, _ := p.br.Peek(n)
-		pre = append(pre, b...)
-	}
-	p.br.Reset(nil)
-	p.cfg.brPool.Put(p.br)
-	p.br, p.resp.br = nil, nil
+	pre := p.release(p.cfg)
 	p.inBody = false
 	c := p.live
 	p.live = nil // the loop owns it now; Connect dials again

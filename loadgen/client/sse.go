@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -18,8 +17,7 @@ const connBuffer = 1024
 // last event ID the stream set (EventSource semantics).
 type SSE struct {
 	base
-	br    *bufio.Reader
-	resp  response
+	httpReader
 	p     *Parser
 	live  *Conn // the connection being read (base.conn is the one Drop cuts)
 	req   []byte
@@ -70,12 +68,7 @@ func (s *SSE) handshake(c *Conn) error {
 		return fmt.Errorf("sse: send request: %w", err)
 	}
 	s.counters.Requests.Add(1)
-	if s.br == nil {
-		s.br = s.cfg.reader(c)
-	} else {
-		s.br.Reset(c)
-	}
-	s.resp.br = s.br
+	s.attach(s.cfg, c)
 	if err := s.resp.readHeader(); err != nil {
 		return fmt.Errorf("sse: %w", err)
 	}
@@ -153,14 +146,7 @@ func (s *SSE) handoff() (*Conn, []byte, error) {
 		return nil, nil, fmt.Errorf("sse: not connected")
 	}
 	s.ready = false
-	var pre []byte
-	if n := s.br.Buffered(); n > 0 {
-		b, _ := s.br.Peek(n)
-		pre = append(pre, b...)
-	}
-	s.br.Reset(nil)
-	s.cfg.brPool.Put(s.br)
-	s.br, s.resp.br = nil, nil
+	pre := s.release(s.cfg)
 	s.dc, s.left = chunkDecoder{}, s.resp.remaining
 	c := s.live
 	s.live = nil // the loop owns the socket now

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -77,20 +78,7 @@ type Counts struct {
 }
 
 // Add adds o to c: counts of clients, processes or repeats add up.
-func (c *Counts) Add(o Counts) {
-	c.Expected += o.Expected
-	c.Received += o.Received
-	c.Duplicates += o.Duplicates
-	c.OutOfOrder += o.OutOfOrder
-	c.Missing += o.Missing
-	c.Gaps += o.Gaps
-	c.GapTicks += o.GapTicks
-	c.WrongSymbol += o.WrongSymbol
-	c.WrongContent += o.WrongContent
-	c.Reconnects += o.Reconnects
-	c.Stalled += o.Stalled
-	c.Malformed += o.Malformed
-}
+func (c *Counts) Add(o Counts) { addFields(c, o) }
 
 // Faults lists what went wrong with delivery, one "N what" each, empty when
 // every expected tick arrived once, in order, with the right content. Gaps
@@ -175,13 +163,17 @@ type Slow struct {
 }
 
 // Add adds o to s: stalled clients of several processes add up.
-func (s *Slow) Add(o Slow) {
-	s.Stalled += o.Stalled
-	s.Dropped += o.Dropped
-	s.Open += o.Open
-	s.BacklogBytes += o.BacklogBytes
-	s.BytesSent += o.BytesSent
-	s.BytesReceived += o.BytesReceived
+func (s *Slow) Add(o Slow) { addFields(s, o) }
+
+// addFields adds each field of src to dst's. Counts and Slow hold only
+// int64 tallies; summing them by field index means a field added later is
+// summed too, with nothing to forget.
+func addFields[T Counts | Slow](dst *T, src T) {
+	d, s := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
+	for i := range d.NumField() {
+		f := d.Field(i)
+		f.SetInt(f.Int() + s.Field(i).Int())
+	}
 }
 
 // Dists are a run's three distributions, each as a summary in ms and as
