@@ -43,7 +43,8 @@ type faultServer struct {
 	names  []string
 	ticks  []feed.Tick // ticks[seq], ts stamped from start
 	start  time.Time
-	stop   chan struct{}
+	done   context.Context // ends when the test does
+	stop   context.CancelFunc
 
 	mu       sync.Mutex
 	pollKeys map[string]uint64 // poll connection -> its fault position
@@ -65,8 +66,9 @@ func newFaultServer(t testing.TB, fault string, rate float64) *faultServer {
 	fs := &faultServer{
 		fault: fault, period: time.Duration(float64(time.Second) / rate),
 		names: feed.SymbolNames(16), ticks: make([]feed.Tick, n+1),
-		start: time.Now(), stop: make(chan struct{}), pollKeys: map[string]uint64{}, pollLast: map[string]uint64{}, sources: map[string]int{},
+		start: time.Now(), pollKeys: map[string]uint64{}, pollLast: map[string]uint64{}, sources: map[string]int{},
 	}
+	fs.done, fs.stop = context.WithCancel(context.Background())
 	for i := 1; i <= n; i++ {
 		fs.ticks[i] = g.Next()
 		fs.ticks[i].TS = feed.ScheduledAt(fs.start, rate, uint64(i))
@@ -85,7 +87,7 @@ func newFaultServer(t testing.TB, fault string, rate float64) *faultServer {
 	}))
 	fs.URL = ts.URL
 	t.Cleanup(func() {
-		close(fs.stop)
+		fs.stop()
 		ts.Close()
 	})
 	return fs
@@ -145,21 +147,18 @@ func (fs *faultServer) item(i, k uint64) item {
 // newest is the newest position published by now.
 func (fs *faultServer) newest() uint64 { return uint64(time.Since(fs.start) / fs.period) }
 
-// waitFor waits until position i is published; false if ctx or the server ended.
+// bound derives a request's context that also ends when the server stops,
+// so that no handler outlives the test.
+func (fs *faultServer) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(fs.done, cancel)
+	return ctx, func() { unhook(); cancel() }
+}
+
+// waitFor waits until position i is published; false if ctx ended first.
 func (fs *faultServer) waitFor(ctx context.Context, i uint64) bool {
 	d := time.Until(fs.start.Add(time.Duration(i) * fs.period))
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-	case <-fs.stop:
-	}
-	return false
+	return d <= 0 || sleep(ctx, d)
 }
 
 func (fs *faultServer) json(it item) []byte {
@@ -178,19 +177,18 @@ func (fs *faultServer) sse(w http.ResponseWriter, r *http.Request) {
 	if rc.Flush() != nil {
 		return
 	}
+	ctx, cancel := fs.bound(r.Context())
+	defer cancel()
 	start := fs.newest()
 	k := start + faultAt
 	for i := start + 1; ; i++ {
-		if !fs.waitFor(r.Context(), i) {
+		if !fs.waitFor(ctx, i) {
 			return
 		}
 		it := fs.item(i, k)
 		switch {
 		case it.stall:
-			select {
-			case <-r.Context().Done():
-			case <-fs.stop:
-			}
+			<-ctx.Done()
 			return
 		case it.gap != nil:
 			fmt.Fprintf(w, "event: gap\ndata: {\"from\":%d,\"to\":%d}\n\n", it.gap.From, it.gap.To)
@@ -210,7 +208,7 @@ func (fs *faultServer) ws(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := fs.bound(r.Context())
 	defer cancel()
 	go func() { // the read loop handles the client's close frame
 		defer cancel()
@@ -230,10 +228,7 @@ func (fs *faultServer) ws(w http.ResponseWriter, r *http.Request) {
 		var msg []byte
 		switch {
 		case it.stall:
-			select {
-			case <-ctx.Done():
-			case <-fs.stop:
-			}
+			<-ctx.Done()
 			return
 		case it.gap != nil:
 			msg = fmt.Appendf(nil, `{"gap":{"from":%d,"to":%d}}`, it.gap.From, it.gap.To)
@@ -250,6 +245,8 @@ func (fs *faultServer) ws(w http.ResponseWriter, r *http.Request) {
 // poll serves long polls. The cursor is a position of this connection's
 // delivered sequence (opaque to clients, as PROTOCOL.md allows).
 func (fs *faultServer) poll(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := fs.bound(r.Context())
+	defer cancel()
 	q := r.URL.Query()
 	timeout, err := time.ParseDuration(q.Get("timeout"))
 	if err != nil {
@@ -283,8 +280,8 @@ func (fs *faultServer) poll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if fs.newest() <= cursor && timeout > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		fs.waitFor(ctx, cursor+1)
+		wait, cancel := context.WithTimeout(ctx, timeout)
+		fs.waitFor(wait, cursor+1)
 		cancel()
 	}
 	b := []byte(`{"cursor":`)
@@ -312,11 +309,8 @@ func (fs *faultServer) poll(w http.ResponseWriter, r *http.Request) {
 		ticks = append(ticks, fs.json(it)...)
 	}
 	if stalled && len(ticks) == 0 && gap == nil && timeout > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout)
-		select { // a stalled poll holds until its timeout, answering nothing
-		case <-ctx.Done():
-		case <-fs.stop:
-		}
+		wait, cancel := context.WithTimeout(ctx, timeout)
+		<-wait.Done() // a stalled poll holds until its timeout, answering nothing
 		cancel()
 	}
 	fs.mu.Lock()

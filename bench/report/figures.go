@@ -181,6 +181,14 @@ type Metric struct {
 	summary bool // used in the narrative
 }
 
+// duration completes a metric whose figure is a duration, held in
+// milliseconds: shown in ms, written to the benchmark format in ns (as Go
+// benchmarks do), lower being better.
+func (m Metric) duration() Metric {
+	m.Unit, m.BenchX, m.Lower = "ms", 1e6, true
+	return m
+}
+
 // Display converts a figure to the displayed unit.
 func (m Metric) Display(v float64) float64 {
 	if m.Div == 0 {
@@ -206,20 +214,20 @@ func (m Metric) Format(v float64) string {
 
 // The metrics, in column order.
 var (
-	MetricP50 = Metric{Key: "p50_ms", Header: "p50 ms", Name: "median latency", Unit: "ms", Prec: 2,
-		Bench: "p50-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.P50 }}
-	MetricP99 = Metric{Key: "p99_ms", Header: "p99 ms", Name: "p99 latency", Unit: "ms", Prec: 2,
-		Bench: "p99-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.P99 }, summary: true}
-	MetricP999 = Metric{Key: "p999_ms", Header: "p99.9 ms", Name: "p99.9 latency", Unit: "ms", Prec: 2,
-		Bench: "p99.9-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.P999 }}
-	MetricFT50 = Metric{Key: "first_tick_p50_ms", Header: "1st tick p50 ms", Name: "median time to first tick", Unit: "ms", Prec: 1,
-		Bench: "first-tick-p50-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.FT50 }}
-	MetricFT99 = Metric{Key: "first_tick_p99_ms", Header: "1st tick p99 ms", Name: "p99 time to first tick", Unit: "ms", Prec: 1,
-		Bench: "first-tick-p99-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.FT99 }, summary: true}
-	MetricFT999 = Metric{Key: "first_tick_p999_ms", Header: "1st tick p99.9 ms", Name: "p99.9 time to first tick", Unit: "ms", Prec: 1,
-		Bench: "first-tick-p99.9-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.FT999 }}
-	MetricConnect = Metric{Key: "connect_p99_ms", Header: "connect p99 ms", Name: "p99 connect time", Unit: "ms", Prec: 1,
-		Bench: "connect-p99-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.ConnectP99 }}
+	MetricP50 = Metric{Key: "p50_ms", Header: "p50 ms", Name: "median latency", Prec: 2,
+		Bench: "p50-ns", Get: func(f *Figures) Num { return f.P50 }}.duration()
+	MetricP99 = Metric{Key: "p99_ms", Header: "p99 ms", Name: "p99 latency", Prec: 2,
+		Bench: "p99-ns", Get: func(f *Figures) Num { return f.P99 }, summary: true}.duration()
+	MetricP999 = Metric{Key: "p999_ms", Header: "p99.9 ms", Name: "p99.9 latency", Prec: 2,
+		Bench: "p99.9-ns", Get: func(f *Figures) Num { return f.P999 }}.duration()
+	MetricFT50 = Metric{Key: "first_tick_p50_ms", Header: "1st tick p50 ms", Name: "median time to first tick", Prec: 1,
+		Bench: "first-tick-p50-ns", Get: func(f *Figures) Num { return f.FT50 }}.duration()
+	MetricFT99 = Metric{Key: "first_tick_p99_ms", Header: "1st tick p99 ms", Name: "p99 time to first tick", Prec: 1,
+		Bench: "first-tick-p99-ns", Get: func(f *Figures) Num { return f.FT99 }, summary: true}.duration()
+	MetricFT999 = Metric{Key: "first_tick_p999_ms", Header: "1st tick p99.9 ms", Name: "p99.9 time to first tick", Prec: 1,
+		Bench: "first-tick-p99.9-ns", Get: func(f *Figures) Num { return f.FT999 }}.duration()
+	MetricConnect = Metric{Key: "connect_p99_ms", Header: "connect p99 ms", Name: "p99 connect time", Prec: 1,
+		Bench: "connect-p99-ns", Get: func(f *Figures) Num { return f.ConnectP99 }}.duration()
 	MetricMsgs = Metric{Key: "msgs_per_sec", Header: "msgs/s", Name: "delivered messages per second", Unit: "msgs/s", Prec: 0,
 		Bench: "msgs/s", BenchX: 1, Lower: false, Get: func(f *Figures) Num { return f.MsgsPerSec }}
 	MetricBytes = Metric{Key: "bytes_per_tick", Header: "B/tick", Name: "wire bytes per delivered tick", Unit: "B", Prec: 0,
@@ -238,12 +246,12 @@ var (
 		Bench: "reconnects", BenchX: 1, Lower: false, Get: func(f *Figures) Num { return f.Reconnects }}
 	MetricFailures = Metric{Key: "conn_failures", Header: "conn fail", Name: "failed connections", Unit: "", Prec: 0,
 		Bench: "conn-failures", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Failures }}
-	MetricReach50 = Metric{Key: "reach50_ms", Header: "reach p50 ms", Name: "median time to reach 50% of the subscriptions", Unit: "ms", Prec: 2,
-		Bench: "reach50-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.Reach50 }}
-	MetricReach99 = Metric{Key: "reach99_ms", Header: "reach p99 ms", Name: "median time to reach 99% of the subscriptions", Unit: "ms", Prec: 2,
-		Bench: "reach99-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.Reach99 }}
-	MetricReach100 = Metric{Key: "reach100_ms", Header: "reach p100 ms", Name: "median time to reach every subscription", Unit: "ms", Prec: 2,
-		Bench: "reach100-ns", BenchX: 1e6, Lower: true, Get: func(f *Figures) Num { return f.Reach100 }}
+	MetricReach50 = Metric{Key: "reach50_ms", Header: "reach p50 ms", Name: "median time to reach 50% of the subscriptions", Prec: 2,
+		Bench: "reach50-ns", Get: func(f *Figures) Num { return f.Reach50 }}.duration()
+	MetricReach99 = Metric{Key: "reach99_ms", Header: "reach p99 ms", Name: "median time to reach 99% of the subscriptions", Prec: 2,
+		Bench: "reach99-ns", Get: func(f *Figures) Num { return f.Reach99 }}.duration()
+	MetricReach100 = Metric{Key: "reach100_ms", Header: "reach p100 ms", Name: "median time to reach every subscription", Prec: 2,
+		Bench: "reach100-ns", Get: func(f *Figures) Num { return f.Reach100 }}.duration()
 	MetricMissing    = Metric{Key: "missing", Bench: "missing", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Missing }}
 	MetricDuplicates = Metric{Key: "duplicates", Bench: "duplicates", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Duplicates }}
 	MetricGaps       = Metric{Key: "gaps", Bench: "gaps", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Gaps }}

@@ -55,6 +55,40 @@ type subOpts struct {
 	viaQuery bool // SSE: lastEventId query instead of the header
 }
 
+// wsUpgrade are the headers that make a GET a WebSocket handshake (the key
+// is RFC 6455's sample), for tests that build requests by hand.
+var wsUpgrade = [][2]string{
+	{"Upgrade", "websocket"},
+	{"Connection", "Upgrade"},
+	{"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+	{"Sec-WebSocket-Version", "13"},
+}
+
+// newGet is a GET of base+path; on a /ws path it carries wsUpgrade, so that
+// the server treats it as a handshake.
+func newGet(ctx context.Context, base, path string) *http.Request {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	if strings.HasPrefix(path, "/ws") {
+		for _, h := range wsUpgrade {
+			req.Header.Set(h[0], h[1])
+		}
+	}
+	return req
+}
+
+// rawGet is newGet as raw HTTP/1.1 bytes, for tests that write to a socket.
+func rawGet(path string) string {
+	var b strings.Builder
+	b.WriteString("GET " + path + " HTTP/1.1\r\nHost: x\r\n")
+	if strings.HasPrefix(path, "/ws") {
+		for _, h := range wsUpgrade {
+			b.WriteString(h[0] + ": " + h[1] + "\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
 // httpClient opens a fresh connection per request, so that a test that
 // counts goroutines sees no idle keep-alive connections.
 func httpClient() *http.Client {
@@ -106,15 +140,8 @@ func trySubscribe(t testing.TB, base, transport string, o subOpts) (*sub, error)
 			req.Header.Set("Last-Event-ID", strconv.FormatUint(*o.resume, 10))
 		}
 		resp, err := httpClient().Do(req)
-		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("sse connect: %w", err)
-		}
-		s.status = resp.StatusCode
-		if resp.StatusCode != 200 {
-			resp.Body.Close()
-			close(s.done)
-			return s, nil
+		if ok, ret, err := s.answered(resp, err, "sse connect"); !ok {
+			return ret, err
 		}
 		go func() {
 			defer close(s.done)
@@ -198,15 +225,8 @@ func trySubscribe(t testing.TB, base, transport string, o subOpts) (*sub, error)
 			return hc.Do(req)
 		}
 		resp, err := get()
-		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("poll: %w", err)
-		}
-		s.status = resp.StatusCode
-		if resp.StatusCode != 200 {
-			resp.Body.Close()
-			close(s.done)
-			return s, nil
+		if ok, ret, err := s.answered(resp, err, "poll"); !ok {
+			return ret, err
 		}
 		go func() {
 			defer close(s.done)
@@ -254,6 +274,24 @@ func trySubscribe(t testing.TB, base, transport string, o subOpts) (*sub, error)
 	}
 	t.Cleanup(s.close)
 	return s, nil
+}
+
+// answered records the status of the first answer to an SSE or poll
+// subscription and reports whether it has a body to read. When not, the
+// caller returns (ret, err): nil and the error if the request failed, or s,
+// finished, if the server refused it, so that the test can check s.status.
+func (s *sub) answered(resp *http.Response, err error, what string) (ok bool, ret *sub, _ error) {
+	if err != nil {
+		s.cancel()
+		return false, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	s.status = resp.StatusCode
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		close(s.done)
+		return false, s, nil
+	}
+	return true, nil, nil
 }
 
 // push hands m to the test, or gives up when the subscription is closed.

@@ -140,11 +140,6 @@ func dial(t *testing.T, base string) net.Conn {
 // closed at its deadline, and once the idle connections leave, every slot
 // is back (counted down exactly once, whoever closed the connection).
 func TestConnectionBoundAndReserve(t *testing.T) {
-	requests := map[string]string{
-		"sse":  "GET /sse HTTP/1.1\r\nHost: x\r\n\r\n",
-		"ws":   "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-		"poll": "GET /poll HTTP/1.1\r\nHost: x\r\n\r\n",
-	}
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			const bound = 3
@@ -163,7 +158,7 @@ func TestConnectionBoundAndReserve(t *testing.T) {
 				t.Fatalf("accepted connections %v, want %d", got, bound)
 			}
 
-			resp, closed := exchange(t, dial(t, base), requests[tr])
+			resp, closed := exchange(t, dial(t, base), rawGet("/"+tr))
 			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" || !closed {
 				t.Fatalf("client past the bound: %d, Retry-After %q, closed %v; want 503, 1, closed",
 					resp.StatusCode, resp.Header.Get("Retry-After"), closed)

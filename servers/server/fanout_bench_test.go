@@ -31,15 +31,10 @@ func drainer(ctx context.Context, addr, transport string, ready *sync.WaitGroup)
 	}
 	defer c.Close()
 	context.AfterFunc(ctx, func() { c.Close() })
-	switch transport {
-	case "sse":
-		_, err = io.WriteString(c, "GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
-	case "ws":
-		_, err = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	case "poll":
+	if transport == "poll" {
 		return pollLoop(ctx, c, ready)
 	}
-	if err != nil {
+	if _, err := io.WriteString(c, rawGet("/"+transport)); err != nil {
 		return err
 	}
 	ready.Done()

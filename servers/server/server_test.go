@@ -290,14 +290,7 @@ func TestMalformedQueryIs400(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.base+path, nil)
-			if strings.HasPrefix(path, "/ws") {
-				req.Header.Set("Upgrade", "websocket")
-				req.Header.Set("Connection", "Upgrade")
-				req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-				req.Header.Set("Sec-WebSocket-Version", "13")
-			}
-			resp, err := httpClient().Do(req)
+			resp, err := httpClient().Do(newGet(ctx, ts.base, path))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -393,9 +386,9 @@ func stalledConn(t *testing.T, addr, request string) net.Conn {
 // clients' writes block on their full socket buffers.
 func TestStalledClientDoesNotDelayOthers(t *testing.T) {
 	requests := map[string]string{
-		"sse":  "GET /sse?lastEventId=0 HTTP/1.1\r\nHost: x\r\n\r\n",
-		"ws":   "GET /ws?since=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-		"poll": "GET /poll?cursor=0&max=10000 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"sse":  rawGet("/sse?lastEventId=0"),
+		"ws":   rawGet("/ws?since=0"),
+		"poll": rawGet("/poll?cursor=0&max=10000"),
 	}
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
@@ -624,10 +617,6 @@ func TestDropsMetricExistsAtZero(t *testing.T) {
 // with a long one it falls behind the history and, once it reads again,
 // gets a gap (gap).
 func TestSlowClientDrops(t *testing.T) {
-	requests := map[string]string{
-		"sse": "GET /sse HTTP/1.1\r\nHost: x\r\n\r\n",
-		"ws":  "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-	}
 	for _, tr := range []string{"sse", "ws"} {
 		for _, cause := range []string{"write_timeout", "gap"} {
 			t.Run(tr+"/"+cause, func(t *testing.T) {
@@ -638,7 +627,7 @@ func TestSlowClientDrops(t *testing.T) {
 					cfg.WriteTimeout = 300 * time.Millisecond
 				}
 				ts := startServer(t, cfg)
-				c := stalledConn(t, strings.TrimPrefix(ts.base, "http://"), requests[tr])
+				c := stalledConn(t, strings.TrimPrefix(ts.base, "http://"), rawGet("/"+tr))
 				m := ts.srv.Metrics().For(tr)
 				ring := ts.srv.Feed().Ring()
 				labels := `cause="` + cause + `",transport="` + tr + `"`
@@ -698,14 +687,7 @@ func TestMaxConns(t *testing.T) {
 			}
 			waitFor(t, 5*time.Second, "2 admitted", func() bool { return ts.srv.Open() == 2 })
 			path := map[string]string{"sse": "/sse", "ws": "/ws", "poll": "/poll?timeout=10s"}[tr]
-			req, _ := http.NewRequest(http.MethodGet, ts.base+path, nil)
-			if tr == "ws" {
-				req.Header.Set("Upgrade", "websocket")
-				req.Header.Set("Connection", "Upgrade")
-				req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-				req.Header.Set("Sec-WebSocket-Version", "13")
-			}
-			resp, err := httpClient().Do(req)
+			resp, err := httpClient().Do(newGet(context.Background(), ts.base, path))
 			if err != nil {
 				t.Fatal(err)
 			}

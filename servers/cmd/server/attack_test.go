@@ -6,7 +6,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,28 +41,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects the server's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type proc struct {
 	cmd  *exec.Cmd
 	addr string
-	log  *syncBuffer
+	log  string // file the server writes its stderr to
+}
+
+// logText is what the server has logged so far. The server writes to the
+// file itself, so it can be read at any time without a copying goroutine
+// or a lock.
+func (p *proc) logText() string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return string(b)
 }
 
 // startBinary runs the server binary on a free port of 127.0.0.1 and waits
@@ -85,9 +76,15 @@ func startBinary(t *testing.T, openFiles int, args ...string) *proc {
 	} else {
 		cmd = exec.Command(serverBin, args...)
 	}
-	p := &proc{cmd: cmd, addr: addr, log: &syncBuffer{}}
-	cmd.Stderr = p.log
-	if err := cmd.Start(); err != nil {
+	p := &proc{cmd: cmd, addr: addr, log: filepath.Join(t.TempDir(), "server.log")}
+	logFile, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logFile
+	err = cmd.Start()
+	logFile.Close() // the child holds its own descriptor
+	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -102,7 +99,7 @@ func startBinary(t *testing.T, openFiles int, args ...string) *proc {
 			t.Errorf("server did not exit on SIGTERM")
 		}
 		if t.Failed() {
-			t.Logf("server log:\n%s", p.log.String())
+			t.Logf("server log:\n%s", p.logText())
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
@@ -111,7 +108,7 @@ func startBinary(t *testing.T, openFiles int, args ...string) *proc {
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server not healthy; log:\n%s", p.log.String())
+			t.Fatalf("server not healthy; log:\n%s", p.logText())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
