@@ -346,62 +346,63 @@ const (
 	hasAll = hasSeq | hasSym | hasPrice | hasTS
 )
 
-// tick reads a tick object; every field is required.
-func (s *scanner) tick(t *Tick) error {
+// record reads an object whose keys field knows: field reads the value of
+// a key it knows and returns that key's bit, or 0 for a key it does not
+// know, whose value is then skipped. Unless every bit of all was seen, the
+// object fails with lacks.
+func (s *scanner) record(all int, lacks string, field func(k []byte) (bit int, err error)) error {
 	seen := 0
 	err := s.object(func(k []byte) error {
-		var err error
-		switch string(k) {
-		case "seq":
-			t.Seq, err = s.uint()
-			seen |= hasSeq
-		case "sym":
-			t.Sym, err = s.plainString()
-			seen |= hasSym
-		case "price":
-			t.Price, err = s.cents()
-			seen |= hasPrice
-		case "ts":
-			t.TS, err = s.int()
-			seen |= hasTS
-		default:
-			err = s.skip(1)
+		bit, err := field(k)
+		if bit == 0 && err == nil {
+			return s.skip(1)
 		}
+		seen |= bit
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if seen != hasAll {
-		return s.fail("tick lacks seq, sym, price or ts")
+	if seen&all != all {
+		return s.fail(lacks)
 	}
 	return nil
 }
 
+// tick reads a tick object; every field is required.
+func (s *scanner) tick(t *Tick) error {
+	return s.record(hasAll, "tick lacks seq, sym, price or ts", func(k []byte) (bit int, err error) {
+		switch string(k) {
+		case "seq":
+			t.Seq, err = s.uint()
+			return hasSeq, err
+		case "sym":
+			t.Sym, err = s.plainString()
+			return hasSym, err
+		case "price":
+			t.Price, err = s.cents()
+			return hasPrice, err
+		case "ts":
+			t.TS, err = s.int()
+			return hasTS, err
+		}
+		return 0, nil
+	})
+}
+
 // gap reads {"from":F,"to":T}; both fields are required.
 func (s *scanner) gap(g *feed.Gap) error {
-	seen := 0
-	err := s.object(func(k []byte) error {
-		var err error
+	return s.record(3, "gap lacks from or to", func(k []byte) (bit int, err error) {
 		switch string(k) {
 		case "from":
 			g.From, err = s.uint()
-			seen |= 1
+			return 1, err
 		case "to":
 			g.To, err = s.uint()
-			seen |= 2
-		default:
-			err = s.skip(1)
+			return 2, err
 		}
-		return err
+		return 0, nil
 	})
-	if err != nil {
-		return err
-	}
-	if seen != 3 {
-		return s.fail("gap lacks from or to")
-	}
-	return nil
 }
 
 // ParseTick decodes one tick message.
@@ -430,17 +431,12 @@ func ParseMessage(b []byte, t *Tick, g *feed.Gap) (isGap bool, err error) {
 	if s.consume('{') {
 		if k, err := s.key(); err == nil && string(k) == "gap" {
 			s = scanner{b: b}
-			seen := false
-			err := s.object(func(k []byte) error {
+			err := s.record(1, "no gap", func(k []byte) (int, error) {
 				if string(k) == "gap" {
-					seen = true
-					return s.gap(g)
+					return 1, s.gap(g)
 				}
-				return s.skip(1)
+				return 0, nil
 			})
-			if err == nil && !seen {
-				err = s.fail("no gap")
-			}
 			if err == nil {
 				err = s.end()
 			}
@@ -464,33 +460,25 @@ type PollAnswer struct {
 func DecodePoll(b []byte, a *PollAnswer) error {
 	*a = PollAnswer{Ticks: a.Ticks[:0]}
 	s := scanner{b: b}
-	seen := 0
-	err := s.object(func(k []byte) error {
-		var err error
+	err := s.record(3, "poll answer lacks cursor or ticks", func(k []byte) (bit int, err error) {
 		switch string(k) {
 		case "cursor":
 			a.Cursor, err = s.uint()
-			seen |= 1
+			return 1, err
 		case "ticks":
-			seen |= 2
 			a.Ticks = a.Ticks[:0]
-			return s.list('[', ']', "ticks is not an array", func() error {
+			return 2, s.list('[', ']', "ticks is not an array", func() error {
 				a.Ticks = append(a.Ticks, Tick{})
 				return s.tick(&a.Ticks[len(a.Ticks)-1])
 			})
 		case "gap":
 			a.HasGap = true
-			err = s.gap(&a.Gap)
-		default:
-			err = s.skip(1)
+			return 4, s.gap(&a.Gap)
 		}
-		return err
+		return 0, nil
 	})
 	if err != nil {
 		return err
-	}
-	if seen != 3 {
-		return s.fail("poll answer lacks cursor or ticks")
 	}
 	return s.end()
 }
