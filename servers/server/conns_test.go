@@ -44,19 +44,7 @@ func (l *lockedBuffer) String() string {
 func startLimited(t *testing.T, cfg server.Config, lim server.Limits) (*server.Server, string) {
 	t.Helper()
 	cfg.Feed.Seed, cfg.Feed.Rate = testSeed, 200
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan struct{})
-	go func() {
-		defer close(runDone)
-		if err := srv.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	<-srv.Feed().Ready()
+	srv, stopRun := runServer(t, cfg)
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +64,7 @@ func startLimited(t *testing.T, cfg server.Config, lim server.Limits) (*server.S
 		if err := <-serveDone; !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
-		cancel()
-		<-runDone
+		stopRun()
 	})
 	return srv, "http://" + ln.Addr().String()
 }

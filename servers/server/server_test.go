@@ -41,6 +41,24 @@ func startServer(t testing.TB, cfg server.Config) *testServer {
 	if cfg.Feed.Rate == 0 {
 		cfg.Feed.Rate = 500
 	}
+	srv, stopRun := runServer(t, cfg)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		hs.Close()
+		stopRun()
+	})
+	return &testServer{srv: srv, hs: hs, base: hs.URL}
+}
+
+// runServer builds a server of cfg and runs its feed until stop, which
+// waits for Run to return; it returns once the feed publishes.
+func runServer(t testing.TB, cfg server.Config) (srv *server.Server, stop func()) {
+	t.Helper()
 	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -54,21 +72,37 @@ func startServer(t testing.TB, cfg server.Config) *testServer {
 		}
 	}()
 	<-srv.Feed().Ready()
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		hs.Close()
-		cancel()
-		<-runDone
-	})
-	return &testServer{srv: srv, hs: hs, base: hs.URL}
+	return srv, func() { cancel(); <-runDone }
 }
 
 func ptr(v uint64) *uint64 { return &v }
+
+// subscribeMany subscribes n clients of tr, 50 at a time, and fails the
+// test unless every one was answered 200.
+func subscribeMany(t *testing.T, base, tr string, n int) []*sub {
+	t.Helper()
+	subs := make([]*sub, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 50)
+	for i := range subs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			subs[i], errs[i] = trySubscribe(t, base, tr, subOpts{})
+		})
+	}
+	wg.Wait()
+	for i := range subs {
+		if errs[i] != nil {
+			t.Fatalf("client %d: %v", i, errs[i])
+		}
+		if subs[i].status != 200 {
+			t.Fatalf("client %d: status %d", i, subs[i].status)
+		}
+	}
+	return subs
+}
 
 // expected replays the feed's generator: the (sym, price) of seqs 1..n.
 func expected(t testing.TB, seed uint64, symbols, n int) []feed.Tick {
@@ -358,11 +392,10 @@ func TestSSEWireFormat(t *testing.T) {
 	}
 }
 
-// stalledConn opens a raw connection with a tiny receive buffer, sends
-// request, and then never reads.
-func stalledConn(t *testing.T, addr, request string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+// tinyReceiveBuffer dials with a 2 KiB receive buffer, so that a client
+// that stops reading blocks the server's writes soon.
+func tinyReceiveBuffer() *net.Dialer {
+	return &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
 		if err != nil {
@@ -370,6 +403,13 @@ func stalledConn(t *testing.T, addr, request string) net.Conn {
 		}
 		return serr
 	}}
+}
+
+// stalledConn opens a raw connection with a tiny receive buffer, sends
+// request, and then never reads.
+func stalledConn(t *testing.T, addr, request string) net.Conn {
+	t.Helper()
+	d := tinyReceiveBuffer()
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -430,26 +470,7 @@ func TestGoroutinesReturnToIdle(t *testing.T) {
 			idle := runtime.NumGoroutine()
 			t0 := time.Now()
 			defer func() { t.Logf("total %v", time.Since(t0)) }()
-			subs := make([]*sub, 500)
-			errs := make([]error, len(subs))
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, 50)
-			for i := range subs {
-				wg.Go(func() {
-					sem <- struct{}{}
-					defer func() { <-sem }()
-					subs[i], errs[i] = trySubscribe(t, ts.base, tr, subOpts{})
-				})
-			}
-			wg.Wait()
-			for i, s := range subs {
-				if errs[i] != nil {
-					t.Fatalf("client %d: %v", i, errs[i])
-				}
-				if s.status != 200 {
-					t.Fatalf("client %d: status %d", i, s.status)
-				}
-			}
+			subs := subscribeMany(t, ts.base, tr, 500)
 			if tr != "poll" {
 				waitFor(t, time.Minute, "500 open", func() bool { return ts.srv.Open() == 500 })
 			}
@@ -458,6 +479,7 @@ func TestGoroutinesReturnToIdle(t *testing.T) {
 				s.next(t, time.Minute)
 			}
 			t.Logf("received %v", time.Since(t0))
+			var wg sync.WaitGroup
 			for _, s := range subs {
 				wg.Go(s.close)
 			}
@@ -533,23 +555,7 @@ func TestShutdownClosesEveryWebSocket(t *testing.T) {
 	// and a client whose buffer is full stops reading (and would miss the
 	// close frame) on a machine slow enough to take minutes.
 	ts := startServer(t, server.Config{Transport: "ws", Feed: feed.Config{Rate: 1}})
-	subs := make([]*sub, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 50)
-	for i := range subs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			subs[i], errs[i] = trySubscribe(t, ts.base, "ws", subOpts{})
-		})
-	}
-	wg.Wait()
-	for i := range subs {
-		if errs[i] != nil || subs[i].status != 200 {
-			t.Fatalf("client %d: %v (status %d)", i, errs[i], subs[i].status)
-		}
-	}
+	subs := subscribeMany(t, ts.base, "ws", n)
 	waitFor(t, time.Minute, "every client open", func() bool { return ts.srv.Open() == n })
 	if err := ts.srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -715,15 +721,7 @@ func TestWebSocketPongKeepsWriteTimeout(t *testing.T) {
 	const rate = 5000
 	ts := startServer(t, server.Config{Transport: "ws", WriteTimeout: 20 * time.Second,
 		Feed: feed.Config{Rate: rate, Symbols: 64, History: 1 << 17}})
-	nd := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	d := websocket.Dialer{NetDialContext: nd.DialContext}
+	d := websocket.Dialer{NetDialContext: tinyReceiveBuffer().DialContext}
 	c, _, err := d.Dial("ws"+strings.TrimPrefix(ts.base, "http")+"/ws?since=0", nil)
 	if err != nil {
 		t.Fatal(err)
