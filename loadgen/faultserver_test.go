@@ -179,6 +179,20 @@ func (fs *faultServer) sse(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := fs.bound(r.Context())
 	defer cancel()
+	fs.stream(ctx, func(it item) bool {
+		if it.gap != nil {
+			fmt.Fprintf(w, "event: gap\ndata: {\"from\":%d,\"to\":%d}\n\n", it.gap.From, it.gap.To)
+		} else {
+			fmt.Fprintf(w, "id: %d\ndata: %s\n\n", it.seq, fs.json(it))
+		}
+		return rc.Flush() == nil
+	})
+}
+
+// stream sends this connection's items, from the next tick on, with send
+// until send fails or ctx ends; a stalled item holds the stream until ctx
+// ends.
+func (fs *faultServer) stream(ctx context.Context, send func(item) bool) {
 	start := fs.newest()
 	k := start + faultAt
 	for i := start + 1; ; i++ {
@@ -186,16 +200,11 @@ func (fs *faultServer) sse(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		it := fs.item(i, k)
-		switch {
-		case it.stall:
+		if it.stall {
 			<-ctx.Done()
 			return
-		case it.gap != nil:
-			fmt.Fprintf(w, "event: gap\ndata: {\"from\":%d,\"to\":%d}\n\n", it.gap.From, it.gap.To)
-		default:
-			fmt.Fprintf(w, "id: %d\ndata: %s\n\n", it.seq, fs.json(it))
 		}
-		if rc.Flush() != nil {
+		if !send(it) {
 			return
 		}
 	}
@@ -218,28 +227,16 @@ func (fs *faultServer) ws(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	start := fs.newest()
-	k := start + faultAt
-	for i := start + 1; ; i++ {
-		if !fs.waitFor(ctx, i) {
-			return
-		}
-		it := fs.item(i, k)
+	fs.stream(ctx, func(it item) bool {
 		var msg []byte
-		switch {
-		case it.stall:
-			<-ctx.Done()
-			return
-		case it.gap != nil:
+		if it.gap != nil {
 			msg = fmt.Appendf(nil, `{"gap":{"from":%d,"to":%d}}`, it.gap.From, it.gap.To)
-		default:
+		} else {
 			msg = fs.json(it)
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if c.WriteMessage(websocket.TextMessage, msg) != nil {
-			return
-		}
-	}
+		return c.WriteMessage(websocket.TextMessage, msg) == nil
+	})
 }
 
 // poll serves long polls. The cursor is a position of this connection's
