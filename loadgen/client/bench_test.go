@@ -151,17 +151,7 @@ func benchIdle(b *testing.B, loop bool) {
 		b.Run(tr, func(b *testing.B) {
 			for range b.N {
 				srv := newStubServer(b, answers[tr])
-				cfg := &Config{Transport: tr, Base: &url.URL{Scheme: "http", Host: srv.l.Addr().String()}, Handoff: loop}
-				if err := cfg.Prepare(); err != nil {
-					b.Fatal(err)
-				}
-				var l *Loop
-				if loop {
-					var err error
-					if l, err = NewLoop(0); err != nil {
-						b.Fatal(err)
-					}
-				}
+				cfg, l := benchConfig(b, &url.URL{Scheme: "http", Host: srv.l.Addr().String()}, tr, loop)
 				d := NewDialer(nil, 5*time.Second)
 				counters := new(Counters)
 				var entered atomic.Int64 // clients served: running Next, or handed to l

@@ -39,17 +39,28 @@ func BenchmarkReaders(b *testing.B) {
 	}
 }
 
-func benchReader(b *testing.B, base *url.URL, tr string, loop bool, clients int) {
+// benchConfig prepares the Config of tr's clients against base and, with
+// loop, starts the Loop that serves them (nil without), for the caller to
+// close.
+func benchConfig(b *testing.B, base *url.URL, tr string, loop bool) (*Config, *Loop) {
+	b.Helper()
 	cfg := &Config{Transport: tr, Base: base, Handoff: loop}
 	if err := cfg.Prepare(); err != nil {
 		b.Fatal(err)
 	}
-	var l *Loop
-	if loop {
-		var err error
-		if l, err = NewLoop(0); err != nil {
-			b.Fatal(err)
-		}
+	if !loop {
+		return cfg, nil
+	}
+	l, err := NewLoop(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg, l
+}
+
+func benchReader(b *testing.B, base *url.URL, tr string, loop bool, clients int) {
+	cfg, l := benchConfig(b, base, tr, loop)
+	if l != nil {
 		defer l.Close()
 	}
 	var ticks atomic.Int64
