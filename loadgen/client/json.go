@@ -369,25 +369,34 @@ func (s *scanner) record(all int, lacks string, field func(k []byte) (bit int, e
 	return nil
 }
 
-// tick reads a tick object; every field is required.
+// tick reads a tick object; every field is required. It is record written
+// out, without the call per key through field: every message parses a tick,
+// and that call cost the load generator about 3% of its parse time.
 func (s *scanner) tick(t *Tick) error {
-	return s.record(hasAll, "tick lacks seq, sym, price or ts", func(k []byte) (bit int, err error) {
+	seen := 0
+	err := s.object(func(k []byte) (err error) {
 		switch string(k) {
 		case "seq":
 			t.Seq, err = s.uint()
-			return hasSeq, err
+			seen |= hasSeq
 		case "sym":
 			t.Sym, err = s.plainString()
-			return hasSym, err
+			seen |= hasSym
 		case "price":
 			t.Price, err = s.cents()
-			return hasPrice, err
+			seen |= hasPrice
 		case "ts":
 			t.TS, err = s.int()
-			return hasTS, err
+			seen |= hasTS
+		default:
+			return s.skip(1)
 		}
-		return 0, nil
+		return err
 	})
+	if err == nil && seen != hasAll {
+		err = s.fail("tick lacks seq, sym, price or ts")
+	}
+	return err
 }
 
 // gap reads {"from":F,"to":T}; both fields are required.
