@@ -93,8 +93,11 @@ func TestSamplerAndWindow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan []Point)
 	go func() { done <- s.Run(ctx) }()
+	// The sampler scrapes one at a time and keeps each point before the
+	// next scrape: once the sixth has begun, five points are kept (the
+	// fifth alone could still be in flight, and cut short by cancel).
 	deadline := time.Now().Add(10 * time.Second)
-	for scrapes.Load() < 5 && time.Now().Before(deadline) {
+	for scrapes.Load() < 6 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
