@@ -137,6 +137,7 @@ type worker struct {
 	// probe's included, then fired that late. Parked in the netpoller, the
 	// worker leaves the P to the rest of the process.
 	ep         *os.File
+	due        int64 // Unix ns of the read deadline set on ep; 0: none
 	buf        []byte
 	conns      []*loopConn // by descriptor
 	n          int         // connections registered
@@ -186,10 +187,19 @@ func (w *worker) closeFDs() {
 // wait returns the ready events, parking the goroutine in Go's netpoller
 // while there are none, until the sweep is due (0 events then).
 func (w *worker) wait(rc syscall.RawConn, events []unix.EpollEvent) (int, error) {
+	// The deadline moves only when a sweep ran or the set emptied: set it
+	// then, not before every batch (each set resets a runtime timer).
+	due := int64(0) // no connection: no sweep, no deadline
 	if w.n > 0 {
-		_ = w.ep.SetReadDeadline(time.Unix(0, w.lastSweep+w.sweepEvery))
-	} else {
-		_ = w.ep.SetReadDeadline(time.Time{})
+		due = w.lastSweep + w.sweepEvery
+	}
+	if due != w.due {
+		w.due = due
+		dl := time.Time{}
+		if due != 0 {
+			dl = time.Unix(0, due)
+		}
+		_ = w.ep.SetReadDeadline(dl)
 	}
 	var n int
 	var werr error
