@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushbench/pushbench/loadgen/answer"
 	"github.com/pushbench/pushbench/loadgen/client"
 	"github.com/pushbench/pushbench/servers/feed"
 )
@@ -31,6 +32,7 @@ the subscriptions owed it had it), throughput, delivery correctness per
 subscription, bytes on the wire and its own CPU and memory.
 
 Usage: loadgen -transport sse|ws|poll|shortpoll|storm-sse|storm-ws|storm-poll -url http://HOST:PORT [flags]
+       loadgen -workload answer -transport sse|ws|poll -url http://HOST:PORT [flags]
 
 -url is the server's base URL or the transport's endpoint itself:
 http://HOST:PORT, http://HOST:PORT/sse, ws://HOST:PORT/ws (ws:// only for
@@ -47,6 +49,20 @@ Modes (-transport):
                   new connections at -rate per second for -duration (at most
                   -clients at once, vegeta-paced), each measured for time to
                   connect and time to first tick, then closed (or held -hold).
+
+Answers (-workload answer; PROTOCOL.md "Answer streaming"): requests for
+answers of their own (-tokens chunks at -token-rate per second after -think)
+arrive for -duration as a Poisson process of -rate answers per second
+(seeded by -seed; answer n asks for seed -seed+n), at most -concurrency in
+flight: an arrival that finds them all busy is not sent and is counted
+(not_sent_cap), never delayed. Each is timed from when it was meant to be
+sent: TTFT (to its first chunk), ITL (between its chunks), end to end (to
+done), and each chunk's lateness from its scheduled ts; and checked: every
+chunk once, in order, done received, the text the seed determines. Then
+up to -drain (default: one answer's length plus 2s) for the answers in
+flight. -conn: keepalive (connections reused, one answer at a time on
+each; ws: a session per answer in flight), fresh (a new connection per
+answer), mux (ws: answers multiplexed over -conns sessions; ws's default).
 
 Correctness: the checker replays the server's deterministic feed (-seed,
 -feed-symbols must match the server's -seed, -symbols) to know which seqs
@@ -99,6 +115,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 		progressEv time.Duration
 		cpuProfile string
 	)
+	fs.StringVar(&cfg.Workload, "workload", WorkloadFeed, "feed (the price feed's subscriptions) or answer (per-request answer streams; sse, ws, poll)")
 	fs.StringVar(&cfg.Transport, "transport", "sse", "sse, ws, poll, shortpoll, storm-sse, storm-ws or storm-poll")
 	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL, or the transport's endpoint (e.g. http://HOST:PORT/sse, ws://HOST:PORT/ws)")
 	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "subscriptions (sse, ws, poll), pollers (shortpoll) or connections open at once at most (storm)")
@@ -110,10 +127,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.Float64Var(&cfg.Churn, "churn", 0, "share of clients dropped and resumed per second, e.g. 0.05 (streams)")
 	fs.Float64Var(&cfg.Slow, "slow", 0, "share of clients, 0..1, that stall after connecting and are reported apart, e.g. 0.1 (sse, ws, poll)")
 	fs.StringVar(&sourceIPs, "source-ips", "auto", "source addresses, e.g. 127.0.0.2-127.0.0.40 or a comma list; auto: more loopback addresses when one lacks ports (~28k connections each)")
-	fs.Uint64Var(&seed, "seed", feed.DefaultSeed, "the server's feed -seed")
+	fs.Uint64Var(&seed, "seed", feed.DefaultSeed, "the server's feed -seed; answer: seeds the arrivals, answer n asks for seed+n")
 	fs.IntVar(&feedSyms, "feed-symbols", feed.DefaultSymbols, "the server's feed -symbols count; 0: unknown feed, check order and duplicates only")
 	fs.DurationVar(&cfg.Interval, "interval", DefaultInterval, "shortpoll: each poller asks this often")
-	fs.Float64Var(&cfg.Rate, "rate", DefaultRate, "storm: new connections per second")
+	fs.Float64Var(&cfg.Rate, "rate", DefaultRate, "storm: new connections per second; answer: answers per second (Poisson arrivals)")
+	fs.IntVar(&cfg.Answer.Concurrency, "concurrency", answer.DefaultConcurrency, "answer: answers in flight at most; an arrival beyond is not sent (counted)")
+	fs.IntVar(&cfg.Answer.Tokens, "tokens", answer.DefaultTokens, "answer: chunks per answer")
+	fs.Float64Var(&cfg.Answer.TokenRate, "token-rate", answer.DefaultTokenRate, "answer: chunks per second within an answer")
+	fs.DurationVar(&cfg.Answer.Think, "think", answer.DefaultThink, "answer: the server's wait before the first chunk")
+	fs.StringVar(&cfg.Answer.Conn, "conn", "", "answer: keepalive, fresh or mux (ws); empty: keepalive for sse and poll, mux for ws")
+	fs.IntVar(&cfg.Answer.Conns, "conns", 0, "answer, -conn mux: WebSocket sessions the answers share (0: 16, at most -concurrency)")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "storm: keep each connection this long after its first tick")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", client.DefaultConnectTimeout, "bound on dial plus handshake (storm: also on the first tick)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", client.DefaultIdleTimeout, "drop a stream silent for this long (goroutine reader: after half to all of it; loop: after it plus up to 1s)")
@@ -152,6 +175,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 		return fail(fmt.Errorf("-url: %w", err))
 	}
 	cfg.URL, cfg.Duration, cfg.Seed, cfg.FeedSymbols, cfg.ProgressEvery = u, duration, seed, feedSyms, progressEv
+	if cfg.Workload == WorkloadAnswer {
+		// An answer run's drain defaults to one answer's length; the
+		// feed's default applies only when -drain is given.
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "drain" {
+				cfg.Answer.Drain = cfg.Drain
+			}
+		})
+	}
 	if symbols != "" {
 		for s := range strings.SplitSeq(symbols, ",") {
 			if s = strings.TrimSpace(s); s == "" {
@@ -204,7 +236,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 			return ExitError
 		}
 	}
-	if strict && len(res.Counts.Faults()) > 0 {
+	if strict && (len(res.Counts.Faults()) > 0 || res.Answer != nil && len(res.Answer.Faults()) > 0) {
 		return ExitFaults
 	}
 	return ExitOK

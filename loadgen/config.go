@@ -34,8 +34,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushbench/pushbench/loadgen/answer"
 	"github.com/pushbench/pushbench/loadgen/client"
 	"github.com/pushbench/pushbench/servers/feed"
+)
+
+// Workloads (values of Config.Workload): the price feed, or answers
+// (per-request streams, package answer).
+const (
+	WorkloadFeed   = "feed"
+	WorkloadAnswer = "answer"
 )
 
 // Modes (values of Config.Transport).
@@ -59,6 +67,12 @@ const (
 // Config describes one run. The zero value of every optional field takes
 // its default.
 type Config struct {
+	// Workload is WorkloadFeed ("" too) or WorkloadAnswer. An answer run
+	// takes Transport (sse, ws or poll), URL, Duration, Rate, Seed,
+	// ConnectTimeout, PollTimeout and SourceIPs from here and the rest
+	// from Answer; Validate fills Answer in.
+	Workload  string
+	Answer    answer.Config
 	Transport string // one of Modes
 	// URL is the server: its base URL, http://host:port[/prefix], or the
 	// transport's endpoint (http://host:port/sse, ws://host:port/ws);
@@ -92,7 +106,7 @@ type Config struct {
 	Seed        uint64
 	FeedSymbols int
 	Interval    time.Duration // shortpoll: each client polls this often
-	Rate        float64       // storm: new connections per second
+	Rate        float64       // storm: new connections per second; answer: answers per second
 	Hold        time.Duration // storm: how long a connection stays after its first tick
 
 	ConnectTimeout time.Duration
@@ -156,6 +170,14 @@ func (c *Config) isSlow(i int) bool {
 // Validate checks c and fills in defaults. Its errors are one line each,
 // fit for a usage error.
 func (c *Config) Validate() error {
+	switch c.Workload {
+	case "", WorkloadFeed:
+		c.Workload = WorkloadFeed
+	case WorkloadAnswer:
+		return c.validateAnswer()
+	default:
+		return fmt.Errorf("-workload must be %s or %s, got %q", WorkloadFeed, WorkloadAnswer, c.Workload)
+	}
 	if !slices.Contains(Modes, c.Transport) {
 		return fmt.Errorf("-transport must be one of %s, got %q", strings.Join(Modes, ", "), c.Transport)
 	}
@@ -235,6 +257,36 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// validateAnswer checks an answer run's configuration: the feed's
+// options that mean nothing for answers are refused rather than ignored.
+func (c *Config) validateAnswer() error {
+	if !slices.Contains(answer.Transports, c.Transport) {
+		return fmt.Errorf("-workload answer runs over %s, not %q", strings.Join(answer.Transports, ", "), c.Transport)
+	}
+	switch {
+	case c.Churn != 0, c.Slow != 0, c.Warmup != 0, c.Ramp != 0, c.Hold != 0, len(c.Symbols) > 0:
+		return errors.New("-churn, -slow, -warmup, -ramp, -hold and -symbols are the feed's; -workload answer takes none of them")
+	}
+	if c.URL != nil {
+		u := *c.URL // the answer endpoint pasted as is: http://HOST:PORT/answer
+		u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/answer")
+		u.RawPath = ""
+		c.URL = &u
+	}
+	base, err := baseURL(c.URL, c.Transport, c.Transport)
+	if err != nil {
+		return err
+	}
+	c.URL = base
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	a := &c.Answer
+	a.Transport, a.Base, a.Duration, a.Rate, a.Seed = c.Transport, base, c.Duration, c.Rate, c.Seed
+	a.ConnectTimeout, a.PollTimeout = c.ConnectTimeout, c.PollTimeout
+	return a.Validate()
 }
 
 // baseURL turns what a user may paste as -url into the server's base URL,

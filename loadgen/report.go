@@ -28,6 +28,18 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 
 	c := r.Counts
 	switch {
+	case r.Answer != nil:
+		a := r.Answer
+		p("answers      %s offered at %s/s (%s arrivals, %.1f/s), %d not sent (cap %d in flight); %s sent: %s completed, %d failed, %d unfinished\n",
+			r.Transport, si(a.Rate), group(a.Answers.Arrivals), a.ArrivalsPerSec, a.Answers.NotSentCap, a.Concurrency,
+			group(a.Answers.Sent), group(a.Answers.Completed), a.Answers.Failed, a.Answers.Unfinished)
+		p("             %d tokens at %g/s after %g ms think; %.1f answers/s completed, chunks %s/s of %s/s offered\n",
+			a.Tokens, a.TokenRate, a.ThinkMs, a.AnswersPerSec, si(a.ChunksPerSec), si(a.OfferedChunksPerSec))
+		p("connections  %s opened (-conn %s", group(a.ConnectionsOpened), a.Conn)
+		if a.Conns > 0 {
+			p(", %d sessions", a.Conns)
+		}
+		p(")")
 	case strings.HasPrefix(r.Transport, "storm-"):
 		p("connections  %d reached their first tick", r.Connected)
 	case r.Transport == "shortpoll":
@@ -53,7 +65,6 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 			r.SlowClients, r.Clients, sl.Stalled, r.Clients-r.SlowClients)
 		p("             read again at the end: %d dropped by the server, %d still open; %s backlog\n", sl.Dropped, sl.Open, bytesIEC(sl.BacklogBytes))
 	}
-	p("messages     %s received  %s/s  (%.2f/s per client)\n", group(r.Messages), si(r.MsgsPerSec), r.PerClient)
 	pct := func(name string, q result.Percentiles, note string) {
 		if q.Count == 0 {
 			p("%-12s none\n", name)
@@ -62,6 +73,25 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 		p("%-12s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s ms  (n=%d%s)\n", name,
 			ms(q.P50), ms(q.P90), ms(q.P99), ms(q.P999), ms(q.Max), q.Count, note)
 	}
+	if a := r.Answer; a != nil {
+		pct("TTFT", a.TTFT, "; from the intended send time")
+		pct("ITL", a.ITL, "; between chunks")
+		pct("end to end", a.E2E, "; to done")
+		pct("chunk lat.", a.ChunkLatency, "; arrival - scheduled ts")
+		k := a.Chunks
+		p("delivery     expected %s  received %s  lost %d  duplicated %d  reordered %d  wrong %d  malformed %d  unfinished answers %d\n",
+			group(k.Expected), group(k.Received), k.Lost, k.Duplicated, k.Reordered, k.Wrong, k.Malformed, a.Answers.Unfinished)
+		if f := a.Faults(); len(f) > 0 {
+			p("             FAULTS: %s\n", strings.Join(f, ", "))
+		} else if k.Received > 0 {
+			p("             ok: every answer sent ended with every chunk once, in order, with the seed's text\n")
+		}
+		p("bytes        in %s (%.1f B/chunk)  out %s  requests %s\n", bytesIEC(r.Bytes.Received), a.BytesPerChunk, bytesIEC(r.Bytes.Sent), group(r.Requests))
+		selfLines(&b, r)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	p("messages     %s received  %s/s  (%.2f/s per client)\n", group(r.Messages), si(r.MsgsPerSec), r.PerClient)
 	pct("latency", r.Latency, "; arrival - scheduled ts")
 	pct("connect", r.Connect, "")
 	pct("first tick", r.FirstTick, "")
@@ -80,6 +110,14 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 		p("  requests %s", group(r.Requests))
 	}
 	p("\n")
+	selfLines(&b, r)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// selfLines writes the load generator's own cost and the warnings.
+func selfLines(b *strings.Builder, r *result.Result) {
+	p := func(format string, a ...any) { fmt.Fprintf(b, format, a...) }
 	s := r.Self
 	p("self         %.2f cores (GOMAXPROCS %d), cpu %.1fs, max RSS %s", s.CPUCores, s.GOMAXPROCS, s.CPUSeconds, bytesIEC(s.MaxRSSBytes))
 	if r.Reader != "" {
@@ -92,8 +130,6 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	for _, wn := range r.Warnings {
 		p("WARNING: %s\n", wn)
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 func ms(v float64) string {

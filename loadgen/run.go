@@ -75,6 +75,9 @@ func Run(ctx context.Context, cfg Config) (*result.Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Workload == WorkloadAnswer {
+		return runAnswers(ctx, cfg)
+	}
 	r := &run{cfg: &cfg, drv: cfg.reader}
 	var err error
 	if r.ccfg, err = cfg.clientConfig(); err != nil {

@@ -168,7 +168,7 @@ func (s *Slow) Add(o Slow) { addFields(s, o) }
 // addFields adds each field of src to dst's. Counts and Slow hold only
 // int64 tallies; summing them by field index means a field added later is
 // summed too, with nothing to forget.
-func addFields[T Counts | Slow](dst *T, src T) {
+func addFields[T Counts | Slow | AnswerCounts | ChunkCounts](dst *T, src T) {
 	d, s := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
 	for i := range d.NumField() {
 		f := d.Field(i)
@@ -243,12 +243,15 @@ func (h Hists) Dists() (Dists, error) {
 
 // Result is one load-generator process's run, or a merge of several.
 type Result struct {
-	SchemaVersion int       `json:"schema_version"`
-	Transport     string    `json:"transport"` // sse, ws, poll, shortpoll, or storm-sse, storm-ws, storm-poll
-	URL           string    `json:"url"`
-	Clients       int       `json:"clients"`
-	Symbols       []string  `json:"symbols,omitempty"` // the subscription filter; empty means all
-	Start         time.Time `json:"start"`
+	SchemaVersion int    `json:"schema_version"`
+	Transport     string `json:"transport"` // sse, ws, poll, shortpoll, or storm-sse, storm-ws, storm-poll
+	// Workload is "answer" for an answer run (Answer holds its figures);
+	// empty for the feed.
+	Workload string    `json:"workload,omitempty"`
+	URL      string    `json:"url"`
+	Clients  int       `json:"clients"`
+	Symbols  []string  `json:"symbols,omitempty"` // the subscription filter; empty means all
+	Start    time.Time `json:"start"`
 	// Reader is what read the streams' connections: "epoll" (an event
 	// loop) or "goroutine" (one per client); "mixed" in a merge of both.
 	Reader string `json:"reader,omitempty"`
@@ -295,6 +298,9 @@ type Result struct {
 	// Reach is the per-tick reach (sse, ws, poll, shortpoll); absent in
 	// older results and the storm modes.
 	Reach *Reach `json:"reach,omitempty"`
+	// Answer is the answer workload's (loadgen -workload answer); absent
+	// for the feed.
+	Answer *Answer `json:"answer,omitempty"`
 }
 
 // SetRates derives the rates from the totals: MsgsPerSec and PerClient
@@ -378,11 +384,14 @@ func Merge(rs ...*Result) (*Result, error) {
 	if len(rs) == 0 {
 		return nil, fmt.Errorf("merge: no results")
 	}
-	out := &Result{SchemaVersion: SchemaVersion, Transport: rs[0].Transport, URL: rs[0].URL, Symbols: rs[0].Symbols, Start: rs[0].Start, Reader: rs[0].Reader}
+	out := &Result{SchemaVersion: SchemaVersion, Transport: rs[0].Transport, Workload: rs[0].Workload, URL: rs[0].URL, Symbols: rs[0].Symbols, Start: rs[0].Start, Reader: rs[0].Reader}
 	hs := NewHists()
 	for _, r := range rs {
 		if r.Transport != out.Transport {
 			return nil, fmt.Errorf("merge: transport %q with %q", r.Transport, out.Transport)
+		}
+		if r.Workload != out.Workload {
+			return nil, fmt.Errorf("merge: workload %q with %q", r.Workload, out.Workload)
 		}
 		if r.Reader != out.Reader {
 			out.Reader = "mixed"
@@ -434,6 +443,9 @@ func Merge(rs ...*Result) (*Result, error) {
 		return nil, err
 	}
 	if out.Reach, err = mergeReach(rs); err != nil {
+		return nil, err
+	}
+	if out.Answer, err = mergeAnswer(rs, out.Duration, out.Bytes.Received); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -1,0 +1,175 @@
+// Package answer is the load generator's answer workload (PROTOCOL.md,
+// "Answer streaming"): requests arrive open-loop, as a seeded Poisson
+// process, each asks the server for an answer of its own (a stream of
+// chunks at the model's pace, like a chat assistant's reply) over SSE,
+// WebSocket or long polling, and is measured as users feel it: time to
+// the first chunk (TTFT), the gaps between chunks (ITL), the time to the
+// end, and each chunk's lateness from its scheduled ts. Every request is
+// timed from when it was meant to be sent, so a slow server shows as TTFT,
+// never as a lower offered rate (no coordinated omission), and every
+// answer is checked: each chunk once, in order, the done message, and the
+// text the seed determines.
+//
+// Ownership: Run owns every goroutine it starts (the pacer, one per answer
+// in flight for SSE and polling, one reader per WebSocket session) and
+// returns only after all of them ended.
+package answer
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	gen "github.com/pushbench/pushbench/servers/answer"
+)
+
+// Transports the workload runs over.
+var Transports = []string{"sse", "ws", "poll"}
+
+// Connection modes (Config.Conn).
+const (
+	// ConnKeepAlive reuses connections, one answer at a time on each
+	// (HTTP/1.1 keep-alive; for ws a session per answer in flight, reused).
+	ConnKeepAlive = "keepalive"
+	// ConnFresh opens a new connection per answer (a WebSocket session
+	// per answer) and closes it after.
+	ConnFresh = "fresh"
+	// ConnMux (ws) multiplexes the answers over Conns sessions, several
+	// in flight on each: WebSocket's natural shape.
+	ConnMux = "mux"
+)
+
+// ConnModes are the values of Config.Conn.
+var ConnModes = []string{ConnKeepAlive, ConnFresh, ConnMux}
+
+// Defaults double as the load generator's flag defaults. An answer's
+// shape is by default the server's default request.
+const (
+	DefaultRate        = 100.0 // answers per second
+	DefaultConcurrency = 1000
+	DefaultTokens      = gen.DefaultTokens
+	DefaultTokenRate   = gen.DefaultRate // chunks per second within an answer
+	DefaultThink       = gen.DefaultThink
+	DefaultConns       = 16 // ws mux sessions
+	DefaultSeed        = 1
+	// MaxTokens bounds what the checker tracks per answer; servers bound
+	// it lower with their flags.
+	MaxTokens = 1 << 16
+	// DefaultPollTimeout is the timeout parameter of a long poll.
+	DefaultPollTimeout = 25 * time.Second
+)
+
+// Config describes one answer run. Validate fills in the defaults.
+type Config struct {
+	Transport string   // sse, ws or poll
+	Base      *url.URL // the server's base URL, http://host:port[/prefix]
+	// Rate is the offered load in answers per second: the mean of the
+	// Poisson arrivals, seeded with Seed.
+	Rate float64
+	// Concurrency caps the answers in flight. An arrival that finds the
+	// cap full is not sent and counted (NotSentCap), never delayed.
+	Concurrency int
+	// Tokens, TokenRate and Think are each request's: chunks per answer,
+	// chunks per second, and the wait before the first.
+	Tokens    int
+	TokenRate float64
+	Think     time.Duration
+	// Seed seeds the arrivals; answer n (0-based) asks for seed Seed+n,
+	// so every answer's text differs and is known.
+	Seed uint64
+	// Duration is how long arrivals come; Drain how long the run then
+	// waits for the answers in flight before cutting them (0: the length
+	// of one answer, think plus its chunks, and 2 s).
+	Duration time.Duration
+	Drain    time.Duration
+	// Conn is the connection mode (ConnModes); "" takes keepalive for
+	// sse and poll and mux for ws. Conns is the number of ws mux sessions.
+	Conn  string
+	Conns int
+
+	ConnectTimeout time.Duration
+	PollTimeout    time.Duration
+}
+
+// Validate checks c and fills in defaults. Its errors are one line each,
+// fit for a usage error.
+func (c *Config) Validate() error {
+	if !slices.Contains(Transports, c.Transport) {
+		return fmt.Errorf("-workload answer runs over %s, not %q", strings.Join(Transports, ", "), c.Transport)
+	}
+	if c.Base == nil || c.Base.Scheme != "http" || c.Base.Host == "" {
+		return errors.New("answer: the base URL must be http://host:port")
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if !(c.Rate > 0 && c.Rate <= 1e6) {
+		return fmt.Errorf("-rate must be between 0 and 1e6 answers per second, got %g", c.Rate)
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1e6 {
+		return fmt.Errorf("-concurrency must be 1..1000000 answers in flight, got %d", c.Concurrency)
+	}
+	if c.Tokens == 0 {
+		c.Tokens = DefaultTokens
+	}
+	if c.Tokens < 1 || c.Tokens > MaxTokens {
+		return fmt.Errorf("-tokens must be 1..%d, got %d", MaxTokens, c.Tokens)
+	}
+	if c.TokenRate == 0 {
+		c.TokenRate = DefaultTokenRate
+	}
+	if !(c.TokenRate > 0 && c.TokenRate <= 1e6) {
+		return fmt.Errorf("-token-rate must be between 0 and 1e6 chunks per second, got %g", c.TokenRate)
+	}
+	if c.Think < 0 {
+		return fmt.Errorf("-think must not be negative, got %s", c.Think)
+	}
+	if c.Duration <= 0 {
+		return fmt.Errorf("-duration must be positive, got %s", c.Duration)
+	}
+	if c.Drain < 0 {
+		return fmt.Errorf("-drain must not be negative, got %s", c.Drain)
+	}
+	if c.Drain == 0 {
+		c.Drain = c.Length() + 2*time.Second
+	}
+	if c.Conn == "" {
+		c.Conn = ConnKeepAlive
+		if c.Transport == "ws" {
+			c.Conn = ConnMux
+		}
+	}
+	switch {
+	case c.Conn == "h2":
+		return errors.New("-conn h2 needs TLS and HTTP/2 in the load generator, which it does not have yet")
+	case !slices.Contains(ConnModes, c.Conn):
+		return fmt.Errorf("-conn must be one of %s, got %q", strings.Join(ConnModes, ", "), c.Conn)
+	case c.Conn == ConnMux && c.Transport != "ws":
+		return fmt.Errorf("-conn mux multiplexes WebSocket sessions; %s takes keepalive or fresh", c.Transport)
+	}
+	if c.Conns == 0 {
+		c.Conns = min(DefaultConns, c.Concurrency)
+	}
+	if c.Conns < 1 || c.Conns > c.Concurrency {
+		return fmt.Errorf("-conns must be 1..-concurrency (%d), got %d", c.Concurrency, c.Conns)
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	return nil
+}
+
+// Length is how long one answer takes on schedule: think, then a chunk
+// every 1/TokenRate after the first.
+func (c *Config) Length() time.Duration {
+	return c.Think + time.Duration(float64(c.Tokens-1)/c.TokenRate*float64(time.Second))
+}

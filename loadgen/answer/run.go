@@ -1,0 +1,245 @@
+package answer
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushbench/pushbench/loadgen/client"
+	"github.com/pushbench/pushbench/loadgen/result"
+	gen "github.com/pushbench/pushbench/servers/answer"
+)
+
+// Outcome is what Run measured: the Answer part of a Result and what
+// every result has (bytes on the wire, failures by cause). Duration is
+// the arrivals' time, over which the rates are given.
+type Outcome struct {
+	Answer        *result.Answer
+	Start         time.Time
+	Duration      time.Duration
+	BytesSent     int64
+	BytesReceived int64
+	Requests      int64
+	Failures      map[string]int64
+	Samples       map[string]string
+}
+
+// Run performs an answer run: arrivals for cfg.Duration, then up to
+// cfg.Drain for the answers in flight, which are then cut. dialer opens
+// the connections (nil: from any source address). It returns an error
+// only when the run could not take place.
+func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: &cfg, dialer: dialer, stats: newStats(4),
+		slots: make(chan struct{}, cfg.Concurrency)}
+	if r.dialer == nil {
+		r.dialer = client.NewDialer(nil, cfg.ConnectTimeout)
+	}
+	r.hostport = cfg.Base.Host
+	if cfg.Base.Port() == "" {
+		r.hostport = net.JoinHostPort(cfg.Base.Hostname(), "80")
+	}
+	r.prefix = cfg.Base.String()
+	if len(r.prefix) > 0 && r.prefix[len(r.prefix)-1] == '/' {
+		r.prefix = r.prefix[:len(r.prefix)-1]
+	}
+	r.http = r.newTransport(cfg.Conn == ConnFresh && cfg.Transport == "sse")
+	defer r.http.CloseIdleConnections()
+	if cfg.Transport == "ws" {
+		r.ws = newWSPool(r)
+		defer r.ws.close()
+	}
+
+	ansCtx, cut := context.WithCancel(context.WithoutCancel(ctx))
+	defer cut()
+	start := time.Now()
+	r.arrivals(ctx, ansCtx, start)
+	// The drain: wait for the answers in flight, then cut what is left.
+	all := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(all)
+	}()
+	t := time.NewTimer(cfg.Drain)
+	select {
+	case <-all:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	cut()
+	<-all
+	return r.outcome(start), nil
+}
+
+// runner is the state of one Run shared by its goroutines.
+type runner struct {
+	cfg      *Config
+	dialer   *client.Dialer
+	stats    []*stats
+	hostport string
+	prefix   string // base URL without a trailing slash
+	http     *http.Transport
+	ws       *wsPool
+
+	// slots holds a token per answer in flight (the cap).
+	slots    chan struct{}
+	wg       sync.WaitGroup // the answers' goroutines
+	counters client.Counters
+	opened   atomic.Int64 // connections dialed
+	arrived  atomic.Int64
+	capped   atomic.Int64
+}
+
+// dial opens a connection for the answers and counts it and its bytes.
+func (r *runner) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	c, err := r.dialer.DialContext(ctx, "tcp", r.hostport)
+	if err != nil {
+		return nil, err
+	}
+	r.opened.Add(1)
+	return client.NewConn(c, &r.counters), nil
+}
+
+// newTransport returns an HTTP/1.1 client transport over r.dial; fresh:
+// a new connection per request.
+func (r *runner) newTransport(fresh bool) *http.Transport {
+	return &http.Transport{
+		DialContext:         r.dial,
+		DisableKeepAlives:   fresh,
+		DisableCompression:  true,
+		MaxIdleConns:        r.cfg.Concurrency,
+		MaxIdleConnsPerHost: r.cfg.Concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		// The answers' bodies are small; a smaller buffer than the
+		// default 4 KiB keeps the client's memory per connection down.
+		ReadBufferSize:  1 << 10,
+		WriteBufferSize: 1 << 10,
+	}
+}
+
+// arrivals sends answers at the Poisson arrival times until cfg.Duration
+// or ctx ends; each answer runs in its own goroutine with ansCtx, timed
+// from its arrival time however late this loop reaches it.
+func (r *runner) arrivals(ctx, ansCtx context.Context, start time.Time) {
+	cfg := r.cfg
+	p := &PoissonPacer{Freq: cfg.Rate, Seed: cfg.Seed}
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for n := uint64(0); ; n++ {
+		at := p.At(n)
+		if at >= cfg.Duration {
+			return
+		}
+		if d := time.Until(start.Add(at)); d > 0 {
+			t.Reset(d)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		} else if ctx.Err() != nil {
+			return
+		}
+		r.arrived.Add(1)
+		select {
+		case r.slots <- struct{}{}:
+		default:
+			r.capped.Add(1)
+			continue
+		}
+		req := gen.Request{Tokens: cfg.Tokens, Rate: cfg.TokenRate, Think: cfg.Think, Seed: cfg.Seed + n}
+		a := newAns(n, req, start.Add(at).UnixNano(), r.stats[n%uint64(len(r.stats))])
+		r.wg.Go(func() {
+			defer func() { <-r.slots }()
+			err := r.one(ansCtx, a)
+			cause := client.Cause(err)
+			if ansCtx.Err() != nil && a.doneAt == 0 {
+				cause = "cut"
+			}
+			a.finish(err, cause)
+		})
+	}
+}
+
+// one runs answer a over the configured transport until its done, an
+// error, or ctx ends.
+func (r *runner) one(ctx context.Context, a *ans) error {
+	switch r.cfg.Transport {
+	case "sse":
+		return r.sse(ctx, a)
+	case "poll":
+		return r.poll(ctx, a)
+	default:
+		return r.ws.answer(ctx, a)
+	}
+}
+
+// body is the request of answer a, as JSON; req (ws) tags it.
+func (r *runner) body(a *ans, req string) []byte {
+	b := make([]byte, 0, 96)
+	b = append(b, '{')
+	if req != "" {
+		b = append(b, `"req":`...)
+		b = strconv.AppendQuote(b, req)
+		b = append(b, ',')
+	}
+	b = append(b, `"tokens":`...)
+	b = strconv.AppendInt(b, int64(a.req.Tokens), 10)
+	b = append(b, `,"rate":`...)
+	b = strconv.AppendFloat(b, a.req.Rate, 'g', -1, 64)
+	b = append(b, `,"think":`...)
+	b = strconv.AppendQuote(b, a.req.Think.String())
+	b = append(b, `,"seed":`...)
+	b = strconv.AppendUint(b, a.seed, 10)
+	return append(b, '}')
+}
+
+// outcome merges the shards once every answer ended.
+func (r *runner) outcome(start time.Time) *Outcome {
+	cfg := r.cfg
+	a := &result.Answer{
+		Conn: cfg.Conn, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
+		Tokens: cfg.Tokens, TokenRate: cfg.TokenRate, ThinkMs: float64(cfg.Think) / float64(time.Millisecond),
+		ConnectionsOpened: r.opened.Load(),
+	}
+	if cfg.Conn == ConnMux {
+		a.Conns = cfg.Conns
+	}
+	o := &Outcome{Answer: a, Start: start.UTC(), Duration: cfg.Duration,
+		Failures: map[string]int64{}, Samples: map[string]string{}}
+	h := result.NewAnswerHists()
+	for _, s := range r.stats {
+		s.mu.Lock()
+		h.Merge(s.h)
+		a.Answers.Add(s.answers)
+		a.Chunks.Add(s.chunks)
+		o.Failures = result.AddFailures(o.Failures, s.failures)
+		for k, v := range s.samples {
+			if _, ok := o.Samples[k]; !ok {
+				o.Samples[k] = v
+			}
+		}
+		s.mu.Unlock()
+	}
+	a.Answers.Arrivals, a.Answers.NotSentCap = r.arrived.Load(), r.capped.Load()
+	// Encoding cannot fail for histograms with the shared bounds.
+	a.AnswerDists, _ = h.Dists()
+	o.BytesSent, o.BytesReceived, o.Requests = r.counters.Out.Load(), r.counters.In.Load(), r.counters.Requests.Load()
+	a.SetRates(cfg.Duration.Seconds(), o.BytesReceived)
+	return o
+}
+
+// errStatus reads an unexpected response into a StatusError.
+func errStatus(what string, resp *http.Response) error {
+	var buf [200]byte
+	n, _ := resp.Body.Read(buf[:])
+	return fmt.Errorf("%s: %w", what, &client.StatusError{Code: resp.StatusCode, Body: string(buf[:n])})
+}

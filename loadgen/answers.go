@@ -1,0 +1,66 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pushbench/pushbench/loadgen/answer"
+	"github.com/pushbench/pushbench/loadgen/client"
+	"github.com/pushbench/pushbench/loadgen/result"
+)
+
+// runAnswers performs an answer run (package answer) and wraps what it
+// measured into a Result, with the load generator's own cost measured
+// as for the feed. cfg is validated.
+func runAnswers(ctx context.Context, cfg Config) (*result.Result, error) {
+	a := cfg.Answer
+	if err := fitFiles(a.Concurrency + a.Conns); err != nil {
+		return nil, err
+	}
+	ips, err := chooseSourceIPs(cfg.SourceIPs, cfg.URL.Hostname(), a.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	var src = client.NewDialer(nil, a.ConnectTimeout)
+	if len(ips) > 0 {
+		// Answers in flight rarely need more than one source address's
+		// ports; the first given one is used.
+		src = client.NewDialer(ips[0], a.ConnectTimeout)
+	}
+	r := &run{cfg: &cfg}
+	r.cfg.Progress = nil // the feed's progress line has nothing to say here
+	aux := newAux(r)
+	start, cpu0 := time.Now(), cpuTime()
+	o, err := answer.Run(ctx, a, src)
+	if err != nil {
+		aux.stop()
+		return nil, err
+	}
+	res := r.result(start, cpu0, aux)
+	res.Workload = WorkloadAnswer
+	res.Clients = a.Concurrency
+	res.Start, res.Duration = o.Start, o.Duration.Seconds()
+	res.Answer = o.Answer
+	res.Bytes.Sent, res.Bytes.Received, res.Requests = o.BytesSent, o.BytesReceived, o.Requests
+	res.Failures, res.FailureSamples = o.Failures, o.Samples
+	if len(res.Failures) == 0 {
+		res.Failures, res.FailureSamples = nil, nil
+	}
+	res.Connected = o.Answer.Answers.Completed
+	res.Messages = o.Answer.Chunks.Received
+	res.SetRates()
+	if o.Answer.Answers.Sent == 0 {
+		res.Warnings = append(res.Warnings, "no answer was sent")
+	} else if o.Answer.Answers.Completed == 0 {
+		res.Warnings = append(res.Warnings, "no answer completed")
+	}
+	if o.Answer.Answers.NotSentCap > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%d arrivals found -concurrency %d answers in flight and were not sent",
+			o.Answer.Answers.NotSentCap, a.Concurrency))
+	}
+	if res.Self.Warning != "" {
+		res.Warnings = append(res.Warnings, res.Self.Warning)
+	}
+	return res, nil
+}
