@@ -5,8 +5,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/pushbench/pushbench/servers/answersrv"
 	"github.com/pushbench/pushbench/servers/metrics"
 )
 
@@ -86,7 +88,7 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 			if lc, ok := c.(*limitedConn); ok && lc.isReserve() {
 				return context.WithValue(ctx, reserveKey{}, true)
 			}
-			return ctx
+			return answersrv.ConnContext(ctx) // answers in flight per connection
 		},
 		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
@@ -97,12 +99,14 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 type reserveKey struct{}
 
 // front applies the connection rules before the endpoints: a request that
-// declares a body is refused (no endpoint reads one, and net/http would
-// otherwise wait for it, without a deadline, to reuse the connection), and
-// a reserve connection is served /healthz and /metrics only.
+// declares a body is refused (only POST /answer reads one, bounded and
+// under a deadline; net/http would otherwise wait for any other body,
+// without a deadline, to reuse the connection), and a reserve connection
+// is served /healthz and /metrics only.
 func (s *Server) front(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 { // Content-Length > 0, or -1: chunked
+		takesBody := r.Method == http.MethodPost && r.URL.Path == "/answer"
+		if r.ContentLength != 0 && !takesBody { // Content-Length > 0, or -1: chunked
 			refuseBody(w)
 			return
 		}
@@ -138,6 +142,9 @@ func transportOf(path string) string {
 		return metrics.WS
 	case "/poll":
 		return metrics.Poll
+	}
+	if path == "/answer" || strings.HasPrefix(path, "/answer/") {
+		return "answer"
 	}
 	return "any"
 }
