@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,6 +28,11 @@ func runAnswers(ctx context.Context, cfg Config) (*result.Result, error) {
 		// Answers in flight rarely need more than one source address's
 		// ports; the first given one is used.
 		src = client.NewDialer(ips[0], a.ConnectTimeout)
+	}
+	if !cfg.NoPreflight {
+		if err := answerPreflight(ctx, cfg, src); err != nil {
+			return nil, err
+		}
 	}
 	r := &run{cfg: &cfg}
 	r.cfg.Progress = nil // the feed's progress line has nothing to say here
@@ -63,4 +69,25 @@ func runAnswers(ctx context.Context, cfg Config) (*result.Result, error) {
 		res.Warnings = append(res.Warnings, res.Self.Warning)
 	}
 	return res, nil
+}
+
+// answerPreflight turns a server that is down or does not serve answers
+// over the transport into one clear error before the run.
+func answerPreflight(ctx context.Context, cfg Config, src *client.Dialer) error {
+	err := answer.Preflight(ctx, cfg.Answer, src)
+	if err == nil {
+		return nil
+	}
+	u, tr := cfg.URL.String(), cfg.Transport
+	var se *client.StatusError
+	switch cause := client.Cause(err); {
+	case cause == "refused":
+		return &PreflightError{fmt.Sprintf("cannot connect to %s: connection refused (is the server running?)", u), err}
+	case errors.As(err, &se) && se.Code == 404:
+		return &PreflightError{fmt.Sprintf("%s answers 404 on /answer: it does not serve answers over %s (was it started with another -transport?)", u, tr), err}
+	case cause == "timeout":
+		return &PreflightError{fmt.Sprintf("no answer from %s within %s", u, cfg.Answer.ConnectTimeout), err}
+	default:
+		return &PreflightError{fmt.Sprintf("trial %s answer from %s failed: %v", tr, u, err), err}
+	}
 }

@@ -136,7 +136,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.Float64Var(&cfg.Answer.TokenRate, "token-rate", answer.DefaultTokenRate, "answer: chunks per second within an answer")
 	fs.DurationVar(&cfg.Answer.Think, "think", answer.DefaultThink, "answer: the server's wait before the first chunk")
 	fs.StringVar(&cfg.Answer.Conn, "conn", "", "answer: keepalive, fresh or mux (ws); empty: keepalive for sse and poll, mux for ws")
-	fs.IntVar(&cfg.Answer.Conns, "conns", 0, "answer, -conn mux: WebSocket sessions the answers share (0: 16, at most -concurrency)")
+	fs.IntVar(&cfg.Answer.Conns, "conns", 0, "answer, -conn mux: WebSocket sessions the answers share (0: one per 32 of -concurrency)")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "storm: keep each connection this long after its first tick")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", client.DefaultConnectTimeout, "bound on dial plus handshake (storm: also on the first tick)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", client.DefaultIdleTimeout, "drop a stream silent for this long (goroutine reader: after half to all of it; loop: after it plus up to 1s)")

@@ -14,7 +14,11 @@ import (
 func WriteSummary(w io.Writer, r *result.Result) error {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	p("loadgen %s %s  %d clients  %.1fs", r.Transport, r.URL, r.Clients, r.Duration)
+	if r.Answer != nil {
+		p("loadgen answer %s %s  at most %d in flight  %.1fs of arrivals", r.Transport, r.URL, r.Clients, r.Duration)
+	} else {
+		p("loadgen %s %s  %d clients  %.1fs", r.Transport, r.URL, r.Clients, r.Duration)
+	}
 	if r.Warmup > 0 {
 		p(" after %.1fs warm-up", r.Warmup)
 	}

@@ -13,7 +13,9 @@ import (
 func TestAnsChecks(t *testing.T) {
 	req := gen.Request{Tokens: 5, Rate: 100, Think: 20 * time.Millisecond, Seed: 42}
 	const arrival = int64(1_700_000_000_000_000_000)
-	chunk := func(a *ans, i int) { a.chunk(a.id, i, gen.Text(req.Seed, i), req.Due(arrival, i), req.Due(arrival, i)+1000) }
+	chunk := func(a *ans, i int) {
+		a.chunk(a.id, i, gen.Text(req.Seed, i), req.Due(arrival, i), req.Due(arrival, i)+1000)
+	}
 	cases := []struct {
 		name   string
 		run    func(a *ans)

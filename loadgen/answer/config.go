@@ -53,8 +53,11 @@ const (
 	DefaultTokens      = gen.DefaultTokens
 	DefaultTokenRate   = gen.DefaultRate // chunks per second within an answer
 	DefaultThink       = gen.DefaultThink
-	DefaultConns       = 16 // ws mux sessions
-	DefaultSeed        = 1
+	// MuxPerConn is the answers in flight per ws mux session that the
+	// default -conns plans for: half the server's default per-session
+	// limit (64), so that the answers' uneven spread stays under it.
+	MuxPerConn  = 32
+	DefaultSeed = 1
 	// MaxTokens bounds what the checker tracks per answer; servers bound
 	// it lower with their flags.
 	MaxTokens = 1 << 16
@@ -154,7 +157,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-conn mux multiplexes WebSocket sessions; %s takes keepalive or fresh", c.Transport)
 	}
 	if c.Conns == 0 {
-		c.Conns = min(DefaultConns, c.Concurrency)
+		c.Conns = (c.Concurrency + MuxPerConn - 1) / MuxPerConn
 	}
 	if c.Conns < 1 || c.Conns > c.Concurrency {
 		return fmt.Errorf("-conns must be 1..-concurrency (%d), got %d", c.Concurrency, c.Conns)
@@ -171,5 +174,5 @@ func (c *Config) Validate() error {
 // Length is how long one answer takes on schedule: think, then a chunk
 // every 1/TokenRate after the first.
 func (c *Config) Length() time.Duration {
-	return c.Think + time.Duration(float64(c.Tokens-1)/c.TokenRate*float64(time.Second))
+	return gen.Request{Tokens: c.Tokens, Rate: c.TokenRate, Think: c.Think}.Duration()
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,25 @@ type Outcome struct {
 	Samples       map[string]string
 }
 
+// Preflight asks for one answer of one chunk without think, as the run
+// would, so that a server that is down or does not serve answers over
+// cfg.Transport gives one clear error before the run. cfg is validated.
+func Preflight(ctx context.Context, cfg Config, dialer *client.Dialer) error {
+	r, done := newRunner(&cfg, dialer)
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	req := gen.Request{Tokens: 1, Rate: cfg.TokenRate, Think: 0, Seed: cfg.Seed}
+	a := newAns(0, req, time.Now().UnixNano(), r.stats[0])
+	if err := r.one(ctx, a); err != nil {
+		return err
+	}
+	if a.doneAt == 0 || a.got != 1 {
+		return fmt.Errorf("%s answer ended without its chunk and done: %w", cfg.Transport, client.ErrProtocol)
+	}
+	return nil
+}
+
 // Run performs an answer run: arrivals for cfg.Duration, then up to
 // cfg.Drain for the answers in flight, which are then cut. dialer opens
 // the connections (nil: from any source address). It returns an error
@@ -37,25 +57,8 @@ func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: &cfg, dialer: dialer, stats: newStats(4),
-		slots: make(chan struct{}, cfg.Concurrency)}
-	if r.dialer == nil {
-		r.dialer = client.NewDialer(nil, cfg.ConnectTimeout)
-	}
-	r.hostport = cfg.Base.Host
-	if cfg.Base.Port() == "" {
-		r.hostport = net.JoinHostPort(cfg.Base.Hostname(), "80")
-	}
-	r.prefix = cfg.Base.String()
-	if len(r.prefix) > 0 && r.prefix[len(r.prefix)-1] == '/' {
-		r.prefix = r.prefix[:len(r.prefix)-1]
-	}
-	r.http = r.newTransport(cfg.Conn == ConnFresh && cfg.Transport == "sse")
-	defer r.http.CloseIdleConnections()
-	if cfg.Transport == "ws" {
-		r.ws = newWSPool(r)
-		defer r.ws.close()
-	}
+	r, done := newRunner(&cfg, dialer)
+	defer done()
 
 	ansCtx, cut := context.WithCancel(context.WithoutCancel(ctx))
 	defer cut()
@@ -77,6 +80,30 @@ func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, erro
 	cut()
 	<-all
 	return r.outcome(start), nil
+}
+
+// newRunner prepares a run of cfg; done closes its connections once its
+// answers ended.
+func newRunner(cfg *Config, dialer *client.Dialer) (r *runner, done func()) {
+	r = &runner{cfg: cfg, dialer: dialer, stats: newStats(4), slots: make(chan struct{}, cfg.Concurrency)}
+	if r.dialer == nil {
+		r.dialer = client.NewDialer(nil, cfg.ConnectTimeout)
+	}
+	r.hostport = cfg.Base.Host
+	if cfg.Base.Port() == "" {
+		r.hostport = net.JoinHostPort(cfg.Base.Hostname(), "80")
+	}
+	r.prefix = strings.TrimSuffix(cfg.Base.String(), "/")
+	r.http = r.newTransport(cfg.Conn == ConnFresh && cfg.Transport == "sse")
+	if cfg.Transport == "ws" {
+		r.ws = newWSPool(r)
+	}
+	return r, func() {
+		r.http.CloseIdleConnections()
+		if r.ws != nil {
+			r.ws.close()
+		}
+	}
 }
 
 // runner is the state of one Run shared by its goroutines.

@@ -124,16 +124,16 @@ func NewAnswerHists() AnswerHists {
 	return AnswerHists{TTFT: NewHistogram(), ITL: NewHistogram(), E2E: NewHistogram(), ChunkLatency: NewHistogram()}
 }
 
-func (h AnswerHists) list() []**hdrhistogram.Histogram {
-	return []**hdrhistogram.Histogram{&h.TTFT, &h.ITL, &h.E2E, &h.ChunkLatency}
+func (h AnswerHists) list() []*hdrhistogram.Histogram {
+	return []*hdrhistogram.Histogram{h.TTFT, h.ITL, h.E2E, h.ChunkLatency}
 }
 
 // Merge adds o's values to h and returns how many fell outside the
 // bounds.
 func (h AnswerHists) Merge(o AnswerHists) (dropped int64) {
 	ol := o.list()
-	for i, p := range h.list() {
-		dropped += (*p).Merge(*ol[i])
+	for i, x := range h.list() {
+		dropped += x.Merge(ol[i])
 	}
 	return dropped
 }
@@ -147,10 +147,10 @@ func (d *AnswerDists) fields() (sums []*Percentiles, hists []*string) {
 func (h AnswerHists) Dists() (AnswerDists, error) {
 	var d AnswerDists
 	sums, hists := d.fields()
-	for i, p := range h.list() {
-		*sums[i] = Summarize(*p)
+	for i, x := range h.list() {
+		*sums[i] = Summarize(x)
 		var err error
-		if *hists[i], err = EncodeHist(*p); err != nil {
+		if *hists[i], err = EncodeHist(x); err != nil {
 			return AnswerDists{}, err
 		}
 	}
@@ -159,15 +159,15 @@ func (h AnswerHists) Dists() (AnswerDists, error) {
 
 // AddDists decodes d's histograms and merges them into h.
 func (h AnswerHists) AddDists(d *AnswerDists) error {
-	o := NewAnswerHists()
 	_, hists := d.fields()
-	for i, p := range o.list() {
+	o := make([]*hdrhistogram.Histogram, len(hists))
+	for i, s := range hists {
 		var err error
-		if *p, err = DecodeHist(*hists[i]); err != nil {
+		if o[i], err = DecodeHist(*s); err != nil {
 			return fmt.Errorf("answer histogram %d: %w", i, err)
 		}
 	}
-	if dropped := h.Merge(o); dropped != 0 {
+	if dropped := h.Merge(AnswerHists{TTFT: o[0], ITL: o[1], E2E: o[2], ChunkLatency: o[3]}); dropped != 0 {
 		return fmt.Errorf("%d answer histogram values out of range", dropped)
 	}
 	return nil

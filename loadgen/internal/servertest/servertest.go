@@ -6,6 +6,7 @@ package servertest
 
 import (
 	"context"
+	"net"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -17,6 +18,13 @@ import (
 // its feed publishes, and returns its base URL.
 func Start(tb testing.TB, cfg server.Config) string {
 	tb.Helper()
+	return StartWrapped(tb, cfg, nil)
+}
+
+// StartWrapped is Start with the server's listener wrapped by wrap (nil:
+// as is), so that a test can make the server slow to accept.
+func StartWrapped(tb testing.TB, cfg server.Config, wrap func(net.Listener) net.Listener) string {
+	tb.Helper()
 	srv, err := server.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -27,7 +35,11 @@ func Start(tb testing.TB, cfg server.Config) string {
 		defer close(done)
 		_ = srv.Run(ctx)
 	}()
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewUnstartedServer(srv)
+	if wrap != nil {
+		ts.Listener = wrap(ts.Listener)
+	}
+	ts.Start()
 	tb.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(sctx)

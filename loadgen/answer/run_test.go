@@ -1,0 +1,140 @@
+package answer
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/pushbench/pushbench/loadgen/internal/servertest"
+	"github.com/pushbench/pushbench/servers/server"
+)
+
+// startServer runs the real server on loopback, serving only transport's
+// flavour of /answer, and returns its base URL; wrap (nil: none) wraps
+// its listener.
+func startServer(t *testing.T, transport string, wrap func(net.Listener) net.Listener) *url.URL {
+	t.Helper()
+	u, err := url.Parse(servertest.StartWrapped(t, server.Config{Transport: transport}, wrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// arrivalsIn is how many arrivals the pacer draws in d: what a run must
+// have offered, whatever the server did.
+func arrivalsIn(cfg Config, d time.Duration) (n int64, last time.Duration) {
+	p := &PoissonPacer{Freq: cfg.Rate, Seed: cfg.Seed}
+	for ; p.At(uint64(n)) < d; n++ {
+		last = p.At(uint64(n))
+	}
+	return n, last
+}
+
+// Every transport and connection mode delivers every chunk of every
+// answer once, in order, with the seed's text, at a small concurrency;
+// the arrivals are the pacer's, and the connections opened are the
+// mode's.
+func TestRunEveryTransport(t *testing.T) {
+	cases := []struct{ transport, conn string }{
+		{"sse", ConnKeepAlive}, {"sse", ConnFresh},
+		{"ws", ConnMux}, {"ws", ConnKeepAlive}, {"ws", ConnFresh},
+		{"poll", ConnKeepAlive}, {"poll", ConnFresh},
+	}
+	for _, tc := range cases {
+		t.Run(tc.transport+"/"+tc.conn, func(t *testing.T) {
+			cfg := Config{
+				Transport: tc.transport, Base: startServer(t, tc.transport, nil), Conn: tc.conn, Conns: 2,
+				Rate: 60, Concurrency: 10, Tokens: 12, TokenRate: 200, Think: 10 * time.Millisecond,
+				Duration: 500 * time.Millisecond, Drain: 10 * time.Second, Seed: 3,
+			}
+			o, err := Run(context.Background(), cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := o.Answer
+			want, _ := arrivalsIn(cfg, cfg.Duration)
+			if a.Answers.Arrivals != want || a.Answers.Arrivals != a.Answers.NotSentCap+a.Answers.Sent {
+				t.Errorf("arrivals %d (%d not sent, %d sent), want %d, the pacer's", a.Answers.Arrivals, a.Answers.NotSentCap, a.Answers.Sent, want)
+			}
+			if a.Answers.Sent == 0 || a.Answers.Completed != a.Answers.Sent {
+				t.Errorf("answers %+v: want every one sent completed; failures %v %v", a.Answers, o.Failures, o.Samples)
+			}
+			if f := a.Faults(); len(f) > 0 {
+				t.Errorf("faults: %v", f)
+			}
+			if c := a.Chunks; c.Received != a.Answers.Sent*int64(cfg.Tokens) || c.Expected != c.Received {
+				t.Errorf("chunks %+v, want %d received and expected", c, a.Answers.Sent*int64(cfg.Tokens))
+			}
+			if a.TTFT.Count != a.Answers.Completed || a.E2E.Count != a.Answers.Completed ||
+				a.ITL.Count != a.Answers.Completed*int64(cfg.Tokens-1) || a.ChunkLatency.Count != a.Chunks.Received {
+				t.Errorf("histogram counts TTFT %d, E2E %d, ITL %d, chunk %d for %d answers of %d chunks",
+					a.TTFT.Count, a.E2E.Count, a.ITL.Count, a.ChunkLatency.Count, a.Answers.Completed, cfg.Tokens)
+			}
+			// No answer can end before its think and its chunks' schedule.
+			if min := float64(cfg.Length()) / 1e6; a.E2E.P50 < min || a.TTFT.P50 < float64(cfg.Think)/1e6 {
+				t.Errorf("end to end p50 %.2f ms, TTFT p50 %.2f ms: shorter than the schedule (%.2f ms, think %s)", a.E2E.P50, a.TTFT.P50, min, cfg.Think)
+			}
+			opened, sent := a.ConnectionsOpened, a.Answers.Sent
+			switch {
+			case tc.conn == ConnFresh && opened != sent:
+				t.Errorf("-conn fresh opened %d connections for %d answers", opened, sent)
+			case tc.conn == ConnMux && opened != int64(cfg.Conns):
+				t.Errorf("-conn mux opened %d connections, want the %d sessions", opened, cfg.Conns)
+			case tc.conn == ConnKeepAlive && (opened < 1 || opened > int64(cfg.Concurrency)):
+				t.Errorf("-conn keepalive opened %d connections, want 1..%d", opened, cfg.Concurrency)
+			}
+			if a.BytesPerChunk <= 0 || o.BytesSent <= 0 {
+				t.Errorf("bytes per chunk %.1f, sent %d: the socket's bytes were not counted", a.BytesPerChunk, o.BytesSent)
+			}
+		})
+	}
+}
+
+// slowAccept makes a server slow: each Accept first waits delay, so the
+// server takes new connections one per delay at most.
+type slowAccept struct {
+	net.Listener
+	delay time.Duration
+}
+
+func (l slowAccept) Accept() (net.Conn, error) {
+	time.Sleep(l.delay)
+	return l.Listener.Accept()
+}
+
+// A server slow to take connections shows as TTFT, measured from each
+// request's intended send time, and never as a lower offered rate: every
+// arrival the pacer drew is sent. With a connection per answer the last
+// connection is accepted (n-1)·delay after the first answer's time at the
+// earliest, so some answer waited at least that minus the arrivals'
+// spread; a load generator that timed from the actual send, or that sent
+// the next request only when a connection was free, would not see it.
+func TestSlowServerShowsAsTTFT(t *testing.T) {
+	const delay = 100 * time.Millisecond
+	base := startServer(t, "sse", func(l net.Listener) net.Listener { return slowAccept{l, delay} })
+	cfg := Config{
+		Transport: "sse", Base: base, Conn: ConnFresh,
+		Rate: 20, Concurrency: 1000, Tokens: 2, TokenRate: 1000, Think: 0,
+		Duration: time.Second, Drain: 20 * time.Second, Seed: 5,
+	}
+	o, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := o.Answer
+	n, last := arrivalsIn(cfg, cfg.Duration)
+	first := (&PoissonPacer{Freq: cfg.Rate, Seed: cfg.Seed}).At(0)
+	if a.Answers.Arrivals != n || a.Answers.Sent != n || a.Answers.Completed != n {
+		t.Fatalf("answers %+v, want all %d arrivals sent and completed; failures %v", a.Answers, n, o.Failures)
+	}
+	bound := first + time.Duration(n-1)*delay - last
+	if bound < 500*time.Millisecond {
+		t.Fatalf("the test's draw gives a bound of only %s; pick another seed", bound)
+	}
+	if got := time.Duration(a.TTFT.Max * float64(time.Millisecond)); got < bound {
+		t.Errorf("TTFT max %s, want at least %s: the accept queue's wait is missing", got, bound)
+	}
+}
