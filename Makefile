@@ -31,7 +31,7 @@ fuzz:
 bench: build
 	$(BIN)/bench
 
-# bench-full: the large matrix, up to the open-files limit, every scenario.
+# bench-full: every table at full size, up to the open-files limit.
 bench-full: build
 	$(BIN)/bench -full
 
