@@ -27,7 +27,7 @@ test: vet
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
-# bench: the default comparison matrix (about 5 minutes on 2 cores).
+# bench: the curated default tables (under 10 minutes on 2 cores; see bench/matrix).
 bench: build
 	$(BIN)/bench
 
