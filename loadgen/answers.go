@@ -45,8 +45,8 @@ func runAnswers(ctx context.Context, cfg Config) (*result.Result, error) {
 	}
 	res := r.result(start, cpu0, aux)
 	res.Workload = WorkloadAnswer
-	res.Clients = a.Concurrency
-	res.Start, res.Duration = o.Start, o.Duration.Seconds()
+	res.Clients = a.InFlight
+	res.Start, res.Duration, res.Warmup = o.Start, o.Duration.Seconds(), o.Warmup.Seconds()
 	res.Answer = o.Answer
 	res.Bytes.Sent, res.Bytes.Received, res.Requests = o.BytesSent, o.BytesReceived, o.Requests
 	res.Failures, res.FailureSamples = o.Failures, o.Samples
@@ -54,7 +54,7 @@ func runAnswers(ctx context.Context, cfg Config) (*result.Result, error) {
 		res.Failures, res.FailureSamples = nil, nil
 	}
 	res.Connected = o.Answer.Answers.Completed
-	res.Messages = o.Answer.Chunks.Received
+	res.Messages = o.Answer.Window.Chunks
 	res.SetRates()
 	if o.Answer.Answers.Sent == 0 {
 		res.Warnings = append(res.Warnings, "no answer was sent")

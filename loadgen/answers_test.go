@@ -32,6 +32,7 @@ func TestCLIAnswerBadFlags(t *testing.T) {
 		{append(a, "-conn", "h2"), "-conn h2"},
 		{append(a, "-transport", "ws", "-conns", "5000", "-concurrency", "10"), "-conns"},
 		{append(a, "-slow", "0.1"), "-workload answer takes none"},
+		{append(a, "-clients", "0"), "-clients"},
 		{append(a, "-churn", "0.1"), "-workload answer takes none"},
 		{append(a, "-drain", "-1s"), "-drain"},
 		{append(a, "-url", "http://127.0.0.1:1/sse", "-transport", "ws"), "-url"},

@@ -53,9 +53,11 @@ Modes (-transport):
 Answers (-workload answer; PROTOCOL.md "Answer streaming"): requests for
 answers of their own (-tokens chunks at -token-rate per second after -think)
 arrive for -duration as a Poisson process of -rate answers per second
-(seeded by -seed; answer n asks for seed -seed+n), at most -concurrency in
-flight: an arrival that finds them all busy is not sent and is counted
-(not_sent_cap), never delayed. Each is timed from when it was meant to be
+(seeded by -seed; answer n asks for seed -seed+n; by default -clients over
+one answer's length, which keeps -clients answers in flight on average), at
+most -concurrency in flight: an arrival that finds them all busy is not sent
+and is counted (not_sent_cap), never delayed. Arrivals in -ramp and -warmup
+are checked but not measured. Each is timed from when it was meant to be
 sent: TTFT (to its first chunk), ITL (between its chunks), end to end (to
 done), and each chunk's lateness from its scheduled ts; and checked: every
 chunk once, in order, done received, the text the seed determines. Then
@@ -118,7 +120,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.StringVar(&cfg.Workload, "workload", WorkloadFeed, "feed (the price feed's subscriptions) or answer (per-request answer streams; sse, ws, poll)")
 	fs.StringVar(&cfg.Transport, "transport", "sse", "sse, ws, poll, shortpoll, storm-sse, storm-ws or storm-poll")
 	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL, or the transport's endpoint (e.g. http://HOST:PORT/sse, ws://HOST:PORT/ws)")
-	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "subscriptions (sse, ws, poll), pollers (shortpoll) or connections open at once at most (storm)")
+	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "subscriptions (sse, ws, poll), pollers (shortpoll), connections open at once at most (storm) or answers in flight on average (answer)")
 	fs.DurationVar(&duration, "duration", DefaultDuration, "measured time, from when the ramp is over and every client connected (and the -warmup is over)")
 	fs.DurationVar(&cfg.Ramp, "ramp", 0, "spread connection opens over this time before -duration starts (streams)")
 	fs.DurationVar(&cfg.Drain, "drain", DefaultDrain, "at the end, wait up to this for ticks scheduled before the end")
@@ -130,8 +132,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.Uint64Var(&seed, "seed", feed.DefaultSeed, "the server's feed -seed; answer: seeds the arrivals, answer n asks for seed+n")
 	fs.IntVar(&feedSyms, "feed-symbols", feed.DefaultSymbols, "the server's feed -symbols count; 0: unknown feed, check order and duplicates only")
 	fs.DurationVar(&cfg.Interval, "interval", DefaultInterval, "shortpoll: each poller asks this often")
-	fs.Float64Var(&cfg.Rate, "rate", DefaultRate, "storm: new connections per second; answer: answers per second (Poisson arrivals)")
-	fs.IntVar(&cfg.Answer.Concurrency, "concurrency", answer.DefaultConcurrency, "answer: answers in flight at most; an arrival beyond is not sent (counted)")
+	fs.Float64Var(&cfg.Rate, "rate", DefaultRate, "storm: new connections per second; answer: answers per second (Poisson arrivals; default -clients over one answer's length)")
+	fs.IntVar(&cfg.Answer.Concurrency, "concurrency", 0, "answer: answers in flight at most; an arrival beyond is not sent (counted); 0: 2×-clients+10")
 	fs.IntVar(&cfg.Answer.Tokens, "tokens", answer.DefaultTokens, "answer: chunks per answer")
 	fs.Float64Var(&cfg.Answer.TokenRate, "token-rate", answer.DefaultTokenRate, "answer: chunks per second within an answer")
 	fs.DurationVar(&cfg.Answer.Think, "think", answer.DefaultThink, "answer: the server's wait before the first chunk")
@@ -176,11 +178,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	}
 	cfg.URL, cfg.Duration, cfg.Seed, cfg.FeedSymbols, cfg.ProgressEvery = u, duration, seed, feedSyms, progressEv
 	if cfg.Workload == WorkloadAnswer {
-		// An answer run's drain defaults to one answer's length; the
-		// feed's default applies only when -drain is given.
+		// An answer run's drain and rate default to what its answers
+		// need; the feed's defaults apply only when the flags are given.
 		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "drain" {
+			switch f.Name {
+			case "drain":
 				cfg.Answer.Drain = cfg.Drain
+			case "rate":
+				cfg.Answer.Rate = cfg.Rate
 			}
 		})
 	}

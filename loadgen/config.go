@@ -68,9 +68,11 @@ const (
 // its default.
 type Config struct {
 	// Workload is WorkloadFeed ("" too) or WorkloadAnswer. An answer run
-	// takes Transport (sse, ws or poll), URL, Duration, Rate, Seed,
-	// ConnectTimeout, PollTimeout and SourceIPs from here and the rest
-	// from Answer; Validate fills Answer in.
+	// takes Transport (sse, ws or poll), URL, Clients (answers in flight
+	// on average), Ramp + Warmup, Duration, Seed, ConnectTimeout,
+	// PollTimeout and SourceIPs from here and the rest from Answer
+	// (Answer.Rate and Answer.Drain: 0 for their defaults); Validate
+	// fills Answer in.
 	Workload  string
 	Answer    answer.Config
 	Transport string // one of Modes
@@ -266,8 +268,12 @@ func (c *Config) validateAnswer() error {
 		return fmt.Errorf("-workload answer runs over %s, not %q", strings.Join(answer.Transports, ", "), c.Transport)
 	}
 	switch {
-	case c.Churn != 0, c.Slow != 0, c.Warmup != 0, c.Ramp != 0, c.Hold != 0, len(c.Symbols) > 0:
-		return errors.New("-churn, -slow, -warmup, -ramp, -hold and -symbols are the feed's; -workload answer takes none of them")
+	case c.Churn != 0, c.Slow != 0, c.Hold != 0, len(c.Symbols) > 0:
+		return errors.New("-churn, -slow, -hold and -symbols are the feed's; -workload answer takes none of them")
+	case c.Ramp < 0 || c.Warmup < 0:
+		return errors.New("-ramp and -warmup must not be negative")
+	case c.Clients < 1:
+		return fmt.Errorf("-clients (answers in flight) must be at least 1, got %d", c.Clients)
 	}
 	if c.URL != nil {
 		u := *c.URL // the answer endpoint pasted as is: http://HOST:PORT/answer
@@ -284,7 +290,10 @@ func (c *Config) validateAnswer() error {
 		c.ProgressEvery = DefaultProgressEvery
 	}
 	a := &c.Answer
-	a.Transport, a.Base, a.Duration, a.Rate, a.Seed = c.Transport, base, c.Duration, c.Rate, c.Seed
+	// The ramp and the warm-up are both unmeasured time before -duration,
+	// as for the feed: answers arriving in them fill the pipeline.
+	a.Transport, a.Base, a.Duration, a.Seed = c.Transport, base, c.Duration, c.Seed
+	a.InFlight, a.Warmup = c.Clients, c.Ramp+c.Warmup
 	a.ConnectTimeout, a.PollTimeout = c.ConnectTimeout, c.PollTimeout
 	return a.Validate()
 }

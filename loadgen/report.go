@@ -15,11 +15,14 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	if r.Answer != nil {
-		p("loadgen answer %s %s  at most %d in flight  %.1fs of arrivals", r.Transport, r.URL, r.Clients, r.Duration)
+		p("loadgen answer %s %s  %d in flight (cap %d)  %.1fs", r.Transport, r.URL, r.Clients, r.Answer.Concurrency, r.Duration)
+		if r.Warmup > 0 {
+			p(" after %.1fs warm-up", r.Warmup)
+		}
 	} else {
 		p("loadgen %s %s  %d clients  %.1fs", r.Transport, r.URL, r.Clients, r.Duration)
 	}
-	if r.Warmup > 0 {
+	if r.Warmup > 0 && r.Answer == nil {
 		p(" after %.1fs warm-up", r.Warmup)
 	}
 	if len(r.Symbols) > 0 {
@@ -34,11 +37,11 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	switch {
 	case r.Answer != nil:
 		a := r.Answer
-		p("answers      %s offered at %s/s (%s arrivals, %.1f/s), %d not sent (cap %d in flight); %s sent: %s completed, %d failed, %d unfinished\n",
-			r.Transport, si(a.Rate), group(a.Answers.Arrivals), a.ArrivalsPerSec, a.Answers.NotSentCap, a.Concurrency,
+		p("answers      offered %.1f/s: %s arrivals, %d not sent (cap); %s sent: %s completed, %d failed, %d unfinished\n",
+			a.Rate, group(a.Answers.Arrivals), a.Answers.NotSentCap,
 			group(a.Answers.Sent), group(a.Answers.Completed), a.Answers.Failed, a.Answers.Unfinished)
-		p("             %d tokens at %g/s after %g ms think; %.1f answers/s completed, chunks %s/s of %s/s offered\n",
-			a.Tokens, a.TokenRate, a.ThinkMs, a.AnswersPerSec, si(a.ChunksPerSec), si(a.OfferedChunksPerSec))
+		p("             %d tokens at %g/s after %g ms think; measured: %.1f arrivals/s, %.1f answers/s completed, chunks %s/s of %s/s offered\n",
+			a.Tokens, a.TokenRate, a.ThinkMs, a.ArrivalsPerSec, a.AnswersPerSec, si(a.ChunksPerSec), si(a.OfferedChunksPerSec))
 		p("connections  %s opened (-conn %s", group(a.ConnectionsOpened), a.Conn)
 		if a.Conns > 0 {
 			p(", %d sessions", a.Conns)

@@ -18,6 +18,11 @@ type stats struct {
 	chunks   result.ChunkCounts
 	failures map[string]int64
 	samples  map[string]string // one error message per cause
+	// The measured window, Unix ns (set before any answer starts), and
+	// what happened in it: answers that arrived in it and completed, and
+	// chunks that arrived in it, whichever answer's.
+	winFrom, winTo int64
+	window         result.AnswerWindow
 }
 
 func newStats(n int) []*stats {
@@ -64,12 +69,13 @@ type ans struct {
 	lastAt  int64    // arrival of the previous chunk, 0 before the first
 	doneAt  int64    // arrival of done, 0 before
 	started bool     // the server accepted the request (or a chunk came)
+	record  bool     // arrived in the measured window: its times are recorded
 	c       result.ChunkCounts
 }
 
 func newAns(n uint64, req gen.Request, due int64, st *stats) *ans {
 	return &ans{n: n, seed: req.Seed, tokens: req.Tokens, req: req, due: due, st: st,
-		seen: make([]uint64, (req.Tokens+63)/64), maxI: -1}
+		seen: make([]uint64, (req.Tokens+63)/64), maxI: -1, record: due >= st.winFrom}
 }
 
 // chunk checks and records chunk i (with the answer id and text it
@@ -101,14 +107,20 @@ func (a *ans) chunk(id string, i int, text string, ts, at int64) {
 	if text != string(a.scratch) || ts != a.req.Due(a.arrival, i) {
 		a.c.Wrong++
 	}
-	a.st.mu.Lock()
-	record(a.st.h.ChunkLatency, at-ts)
-	if a.lastAt == 0 {
-		record(a.st.h.TTFT, at-a.due)
-	} else {
-		record(a.st.h.ITL, at-a.lastAt)
+	st := a.st
+	st.mu.Lock()
+	if at >= st.winFrom && at < st.winTo {
+		st.window.Chunks++
 	}
-	a.st.mu.Unlock()
+	if a.record {
+		record(st.h.ChunkLatency, at-ts)
+		if a.lastAt == 0 {
+			record(st.h.TTFT, at-a.due)
+		} else {
+			record(st.h.ITL, at-a.lastAt)
+		}
+	}
+	st.mu.Unlock()
 	a.lastAt = at
 }
 
@@ -141,7 +153,10 @@ func (a *ans) finish(err error, cause string) {
 	switch {
 	case a.doneAt != 0:
 		st.answers.Completed++
-		record(st.h.E2E, a.doneAt-a.due)
+		if a.record {
+			st.window.Completed++
+			record(st.h.E2E, a.doneAt-a.due)
+		}
 		a.c.Lost += int64(a.tokens - a.got)
 	case !a.started:
 		st.answers.Failed++

@@ -48,16 +48,14 @@ var ConnModes = []string{ConnKeepAlive, ConnFresh, ConnMux}
 // Defaults double as the load generator's flag defaults. An answer's
 // shape is by default the server's default request.
 const (
-	DefaultRate        = 100.0 // answers per second
-	DefaultConcurrency = 1000
-	DefaultTokens      = gen.DefaultTokens
-	DefaultTokenRate   = gen.DefaultRate // chunks per second within an answer
-	DefaultThink       = gen.DefaultThink
+	DefaultInFlight  = 100
+	DefaultTokens    = gen.DefaultTokens
+	DefaultTokenRate = gen.DefaultRate // chunks per second within an answer
+	DefaultThink     = gen.DefaultThink
 	// MuxPerConn is the answers in flight per ws mux session that the
 	// default -conns plans for: half the server's default per-session
 	// limit (64), so that the answers' uneven spread stays under it.
-	MuxPerConn  = 32
-	DefaultSeed = 1
+	MuxPerConn = 32
 	// MaxTokens bounds what the checker tracks per answer; servers bound
 	// it lower with their flags.
 	MaxTokens = 1 << 16
@@ -69,6 +67,11 @@ const (
 type Config struct {
 	Transport string   // sse, ws or poll
 	Base      *url.URL // the server's base URL, http://host:port[/prefix]
+	// InFlight is the answers in flight the run aims at on average. It
+	// sets the defaults of Rate (InFlight over one answer's length, by
+	// Little's law) and Concurrency (2·InFlight + 10, room for the
+	// Poisson arrivals' bursts).
+	InFlight int
 	// Rate is the offered load in answers per second: the mean of the
 	// Poisson arrivals, seeded with Seed.
 	Rate float64
@@ -83,9 +86,13 @@ type Config struct {
 	// Seed seeds the arrivals; answer n (0-based) asks for seed Seed+n,
 	// so every answer's text differs and is known.
 	Seed uint64
-	// Duration is how long arrivals come; Drain how long the run then
-	// waits for the answers in flight before cutting them (0: the length
-	// of one answer, think plus its chunks, and 2 s).
+	// Arrivals come for Warmup, then Duration. The answers that arrive in
+	// the warm-up are checked (the counts cover them) but left out of the
+	// histograms and the rates, which cover the answers and chunks of
+	// Duration: by then as many answers are in flight as the load keeps.
+	// Drain is how long the run then waits for the answers in flight
+	// before cutting them (0: one answer's length, and 2 s).
+	Warmup   time.Duration
 	Duration time.Duration
 	Drain    time.Duration
 	// Conn is the connection mode (ConnModes); "" takes keepalive for
@@ -106,18 +113,6 @@ func (c *Config) Validate() error {
 	if c.Base == nil || c.Base.Scheme != "http" || c.Base.Host == "" {
 		return errors.New("answer: the base URL must be http://host:port")
 	}
-	if c.Rate == 0 {
-		c.Rate = DefaultRate
-	}
-	if !(c.Rate > 0 && c.Rate <= 1e6) {
-		return fmt.Errorf("-rate must be between 0 and 1e6 answers per second, got %g", c.Rate)
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.Concurrency < 1 || c.Concurrency > 1e6 {
-		return fmt.Errorf("-concurrency must be 1..1000000 answers in flight, got %d", c.Concurrency)
-	}
 	if c.Tokens == 0 {
 		c.Tokens = DefaultTokens
 	}
@@ -133,8 +128,31 @@ func (c *Config) Validate() error {
 	if c.Think < 0 {
 		return fmt.Errorf("-think must not be negative, got %s", c.Think)
 	}
+	if c.InFlight == 0 {
+		c.InFlight = DefaultInFlight
+	}
+	if c.InFlight < 1 || c.InFlight > 1e6 {
+		return fmt.Errorf("-clients (answers in flight) must be 1..1000000, got %d", c.InFlight)
+	}
+	if c.Rate == 0 {
+		// Little's law: in flight = rate × time in flight. The schedule's
+		// length stands for the time in flight, which is a little longer.
+		c.Rate = float64(c.InFlight) / max(c.Length(), time.Millisecond).Seconds()
+	}
+	if !(c.Rate > 0 && c.Rate <= 1e6) {
+		return fmt.Errorf("-rate must be between 0 and 1e6 answers per second, got %g", c.Rate)
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 2*c.InFlight + 10
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1e6 {
+		return fmt.Errorf("-concurrency must be 1..1000000 answers in flight, got %d", c.Concurrency)
+	}
 	if c.Duration <= 0 {
 		return fmt.Errorf("-duration must be positive, got %s", c.Duration)
+	}
+	if c.Warmup < 0 {
+		return fmt.Errorf("-warmup must not be negative, got %s", c.Warmup)
 	}
 	if c.Drain < 0 {
 		return fmt.Errorf("-drain must not be negative, got %s", c.Drain)

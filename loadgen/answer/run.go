@@ -18,10 +18,12 @@ import (
 
 // Outcome is what Run measured: the Answer part of a Result and what
 // every result has (bytes on the wire, failures by cause). Duration is
-// the arrivals' time, over which the rates are given.
+// the measured window, after Warmup from Start, over which the rates are
+// given.
 type Outcome struct {
 	Answer        *result.Answer
 	Start         time.Time
+	Warmup        time.Duration
 	Duration      time.Duration
 	BytesSent     int64
 	BytesReceived int64
@@ -63,6 +65,10 @@ func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, erro
 	ansCtx, cut := context.WithCancel(context.WithoutCancel(ctx))
 	defer cut()
 	start := time.Now()
+	from := start.Add(cfg.Warmup)
+	for _, st := range r.stats {
+		st.winFrom, st.winTo = from.UnixNano(), from.Add(cfg.Duration).UnixNano()
+	}
 	r.arrivals(ctx, ansCtx, start)
 	// The drain: wait for the answers in flight, then cut what is left.
 	all := make(chan struct{})
@@ -117,12 +123,13 @@ type runner struct {
 	ws       *wsPool
 
 	// slots holds a token per answer in flight (the cap).
-	slots    chan struct{}
-	wg       sync.WaitGroup // the answers' goroutines
-	counters client.Counters
-	opened   atomic.Int64 // connections dialed
-	arrived  atomic.Int64
-	capped   atomic.Int64
+	slots      chan struct{}
+	wg         sync.WaitGroup // the answers' goroutines
+	counters   client.Counters
+	opened     atomic.Int64 // connections dialed
+	arrived    atomic.Int64
+	winArrived atomic.Int64 // in the measured window
+	capped     atomic.Int64
 }
 
 // dial opens a connection for the answers and counts it and its bytes.
@@ -136,11 +143,14 @@ func (r *runner) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 }
 
 // newTransport returns an HTTP/1.1 client transport over r.dial; fresh:
-// a new connection per request.
+// a new connection per request. It holds at most Concurrency connections,
+// one per answer in flight: net/http would otherwise dial a spare when a
+// request finds none idle while another is being handed back.
 func (r *runner) newTransport(fresh bool) *http.Transport {
 	return &http.Transport{
 		DialContext:         r.dial,
 		DisableKeepAlives:   fresh,
+		MaxConnsPerHost:     r.cfg.Concurrency,
 		DisableCompression:  true,
 		MaxIdleConns:        r.cfg.Concurrency,
 		MaxIdleConnsPerHost: r.cfg.Concurrency,
@@ -162,7 +172,7 @@ func (r *runner) arrivals(ctx, ansCtx context.Context, start time.Time) {
 	defer t.Stop()
 	for n := uint64(0); ; n++ {
 		at := p.At(n)
-		if at >= cfg.Duration {
+		if at >= cfg.Warmup+cfg.Duration {
 			return
 		}
 		if d := time.Until(start.Add(at)); d > 0 {
@@ -176,6 +186,9 @@ func (r *runner) arrivals(ctx, ansCtx context.Context, start time.Time) {
 			return
 		}
 		r.arrived.Add(1)
+		if at >= cfg.Warmup {
+			r.winArrived.Add(1)
+		}
 		select {
 		case r.slots <- struct{}{}:
 		default:
@@ -235,12 +248,13 @@ func (r *runner) outcome(start time.Time) *Outcome {
 	a := &result.Answer{
 		Conn: cfg.Conn, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
 		Tokens: cfg.Tokens, TokenRate: cfg.TokenRate, ThinkMs: float64(cfg.Think) / float64(time.Millisecond),
+		WarmupMs:          float64(cfg.Warmup) / float64(time.Millisecond),
 		ConnectionsOpened: r.opened.Load(),
 	}
 	if cfg.Conn == ConnMux {
 		a.Conns = cfg.Conns
 	}
-	o := &Outcome{Answer: a, Start: start.UTC(), Duration: cfg.Duration,
+	o := &Outcome{Answer: a, Start: start.UTC(), Duration: cfg.Duration, Warmup: cfg.Warmup,
 		Failures: map[string]int64{}, Samples: map[string]string{}}
 	h := result.NewAnswerHists()
 	for _, s := range r.stats {
@@ -248,6 +262,7 @@ func (r *runner) outcome(start time.Time) *Outcome {
 		h.Merge(s.h)
 		a.Answers.Add(s.answers)
 		a.Chunks.Add(s.chunks)
+		a.Window.Add(s.window)
 		o.Failures = result.AddFailures(o.Failures, s.failures)
 		for k, v := range s.samples {
 			if _, ok := o.Samples[k]; !ok {
@@ -257,6 +272,7 @@ func (r *runner) outcome(start time.Time) *Outcome {
 		s.mu.Unlock()
 	}
 	a.Answers.Arrivals, a.Answers.NotSentCap = r.arrived.Load(), r.capped.Load()
+	a.Window.Arrivals = r.winArrived.Load()
 	// Encoding cannot fail for histograms with the shared bounds.
 	a.AnswerDists, _ = h.Dists()
 	o.BytesSent, o.BytesReceived, o.Requests = r.counters.Out.Load(), r.counters.In.Load(), r.counters.Requests.Load()

@@ -22,14 +22,20 @@ type Answer struct {
 	TokenRate   float64 `json:"token_rate"`
 	ThinkMs     float64 `json:"think_ms"`
 
-	Answers AnswerCounts `json:"answers"`
-	Chunks  ChunkCounts  `json:"chunks"`
+	// WarmupMs is the time arrivals came before the measured window
+	// (the ramp and the warm-up): those answers are in Answers and Chunks
+	// (checked like the others), not in the histograms nor the rates.
+	WarmupMs float64      `json:"warmup_ms,omitempty"`
+	Answers  AnswerCounts `json:"answers"`
+	Chunks   ChunkCounts  `json:"chunks"`
+	Window   AnswerWindow `json:"window"`
 	// ConnectionsOpened counts the TCP connections the answers opened.
 	ConnectionsOpened int64 `json:"connections_opened"`
 
-	// Rates over Result.Duration (the arrivals' time): arrivals (the
-	// Poisson draw of Rate), answers completed, chunks offered (arrivals
-	// × tokens) and received; bytes received per chunk received.
+	// Rates over the measured window, Result.Duration, from Window:
+	// arrivals (the Poisson draw of Rate), answers completed, chunks
+	// offered (arrivals × tokens) and received; and bytes received per
+	// chunk received (over the whole run).
 	ArrivalsPerSec      float64 `json:"arrivals_per_sec"`
 	AnswersPerSec       float64 `json:"answers_per_sec"`
 	OfferedChunksPerSec float64 `json:"offered_chunks_per_sec"`
@@ -56,6 +62,15 @@ type AnswerCounts struct {
 	Completed  int64 `json:"completed"` // the done message came
 }
 
+// AnswerWindow is what happened in the measured window: answers that
+// arrived in it (and of those, completed) and chunks that arrived in it,
+// whichever answer's.
+type AnswerWindow struct {
+	Arrivals  int64 `json:"arrivals"`
+	Completed int64 `json:"completed"`
+	Chunks    int64 `json:"chunks"`
+}
+
 // ChunkCounts are the delivery checks, per chunk.
 type ChunkCounts struct {
 	// Expected: tokens per answer that started streaming.
@@ -78,6 +93,9 @@ func (c *AnswerCounts) Add(o AnswerCounts) { addFields(c, o) }
 
 // Add adds o to c.
 func (c *ChunkCounts) Add(o ChunkCounts) { addFields(c, o) }
+
+// Add adds o to w.
+func (w *AnswerWindow) Add(o AnswerWindow) { addFields(w, o) }
 
 // Faults lists what went wrong with delivery, one "N what" each; empty
 // when every answer that started ended with every chunk once, in order,
@@ -176,10 +194,11 @@ func (h AnswerHists) AddDists(d *AnswerDists) error {
 // SetRates derives the rates from the totals over duration (s).
 func (a *Answer) SetRates(duration float64, bytesReceived int64) {
 	if duration > 0 {
-		a.ArrivalsPerSec = float64(a.Answers.Arrivals) / duration
-		a.AnswersPerSec = float64(a.Answers.Completed) / duration
-		a.OfferedChunksPerSec = float64(a.Answers.Arrivals) * float64(a.Tokens) / duration
-		a.ChunksPerSec = float64(a.Chunks.Received) / duration
+		w := a.Window
+		a.ArrivalsPerSec = float64(w.Arrivals) / duration
+		a.AnswersPerSec = float64(w.Completed) / duration
+		a.OfferedChunksPerSec = float64(w.Arrivals) * float64(a.Tokens) / duration
+		a.ChunksPerSec = float64(w.Chunks) / duration
 	}
 	a.BytesPerChunk = 0
 	if a.Chunks.Received > 0 {
@@ -199,7 +218,7 @@ func mergeAnswer(rs []*Result, duration float64, bytesReceived int64) (*Answer, 
 			continue // Merge checked that the workloads agree
 		}
 		if out == nil {
-			out = &Answer{Conn: a.Conn, Tokens: a.Tokens, TokenRate: a.TokenRate, ThinkMs: a.ThinkMs}
+			out = &Answer{Conn: a.Conn, Tokens: a.Tokens, TokenRate: a.TokenRate, ThinkMs: a.ThinkMs, WarmupMs: a.WarmupMs}
 		} else if out.Tokens != a.Tokens || out.TokenRate != a.TokenRate || out.ThinkMs != a.ThinkMs || out.Conn != a.Conn {
 			return nil, fmt.Errorf("merge: answer runs of different shapes")
 		}
@@ -208,6 +227,8 @@ func mergeAnswer(rs []*Result, duration float64, bytesReceived int64) (*Answer, 
 		out.Rate += a.Rate
 		out.Answers.Add(a.Answers)
 		out.Chunks.Add(a.Chunks)
+		out.Window.Add(a.Window)
+		out.WarmupMs = max(out.WarmupMs, a.WarmupMs)
 		out.ConnectionsOpened += a.ConnectionsOpened
 		if err := h.AddDists(&a.AnswerDists); err != nil {
 			return nil, fmt.Errorf("merge: %w", err)

@@ -168,7 +168,7 @@ func (s *Slow) Add(o Slow) { addFields(s, o) }
 // addFields adds each field of src to dst's. Counts and Slow hold only
 // int64 tallies; summing them by field index means a field added later is
 // summed too, with nothing to forget.
-func addFields[T Counts | Slow | AnswerCounts | ChunkCounts](dst *T, src T) {
+func addFields[T Counts | Slow | AnswerCounts | ChunkCounts | AnswerWindow](dst *T, src T) {
 	d, s := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
 	for i := range d.NumField() {
 		f := d.Field(i)
