@@ -53,7 +53,7 @@ func runAnswers(ctx context.Context, cfg Config) (*result.Result, error) {
 	if len(res.Failures) == 0 {
 		res.Failures, res.FailureSamples = nil, nil
 	}
-	res.Connected = o.Answer.Answers.Completed
+	res.Connected = o.Answer.InFlightAtEnd // as a stream run's clients connected at the end
 	res.Messages = o.Answer.Window.Chunks
 	res.SetRates()
 	if o.Answer.Answers.Sent == 0 {

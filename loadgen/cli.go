@@ -57,7 +57,8 @@ arrive for -duration as a Poisson process of -rate answers per second
 one answer's length, which keeps -clients answers in flight on average), at
 most -concurrency in flight: an arrival that finds them all busy is not sent
 and is counted (not_sent_cap), never delayed. Arrivals in -ramp and -warmup
-are checked but not measured. Each is timed from when it was meant to be
+are checked but not measured. -symbols and -feed-symbols (the feed's) are
+ignored; -slow, -churn and -hold are refused. Each is timed from when it was meant to be
 sent: TTFT (to its first chunk), ITL (between its chunks), end to end (to
 done), and each chunk's lateness from its scheduled ts; and checked: every
 chunk once, in order, done received, the text the seed determines. Then

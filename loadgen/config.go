@@ -268,8 +268,11 @@ func (c *Config) validateAnswer() error {
 		return fmt.Errorf("-workload answer runs over %s, not %q", strings.Join(answer.Transports, ", "), c.Transport)
 	}
 	switch {
-	case c.Churn != 0, c.Slow != 0, c.Hold != 0, len(c.Symbols) > 0:
-		return errors.New("-churn, -slow, -hold and -symbols are the feed's; -workload answer takes none of them")
+	// -symbols, -seed's feed role and -feed-symbols describe the feed's
+	// subscriptions, which answers do not have: bench passes them to
+	// every run, so they are ignored here rather than refused.
+	case c.Churn != 0, c.Slow != 0, c.Hold != 0:
+		return errors.New("-churn, -slow and -hold are the feed's; -workload answer takes none of them")
 	case c.Ramp < 0 || c.Warmup < 0:
 		return errors.New("-ramp and -warmup must not be negative")
 	case c.Clients < 1:

@@ -40,6 +40,10 @@ type Value struct {
 	Transports []string
 	// Unsupported says, for the transports left out, why (a caption line).
 	Unsupported string
+	// Scenarios lists the scenarios the value takes part in; nil: every
+	// one. A run of another scenario with this value is not planned (the
+	// answer workload has no stalled, churned or storming clients).
+	Scenarios []string
 	// X is the value's position on a chart's x axis when a table charts
 	// against its dimension (a network profile's RTT in ms).
 	X float64
@@ -48,6 +52,11 @@ type Value struct {
 // Applies reports whether the value takes part in runs of transport.
 func (v Value) Applies(transport string) bool {
 	return v.Transports == nil || slices.Contains(v.Transports, transport)
+}
+
+// InScenario reports whether the value takes part in runs of scenario.
+func (v Value) InScenario(scenario string) bool {
+	return v.Scenarios == nil || slices.Contains(v.Scenarios, scenario)
 }
 
 // Dimension is one axis of the comparison and its known values.

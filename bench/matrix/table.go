@@ -72,7 +72,9 @@ type Scale struct {
 
 // All lists every table, in report order, sized by sc.
 func All(sc Scale) []Table {
-	return []Table{Transports(sc)}
+	return []Table{Transports(sc),
+		AnswerTable(sc),
+	}
 }
 
 // Lookup returns the table named name from All.
@@ -116,8 +118,8 @@ type Cell struct {
 
 // Cells lists the table's cells in order: scenario, transport, the
 // dimensions in report.DimNames order, clients. A value that does not
-// apply to a transport (HTTP/2 for WebSocket) and a scenario the
-// transport does not take part in (applies) are left out.
+// apply to a transport (HTTP/2 for WebSocket) or a scenario, and a
+// scenario the transport does not take part in (applies) are left out.
 func (t *Table) Cells(applies func(scenario, transport string) bool) []Cell {
 	var out []Cell
 	for _, sc := range t.Scenarios {
@@ -125,7 +127,7 @@ func (t *Table) Cells(applies func(scenario, transport string) bool) []Cell {
 			if !applies(sc, tr) {
 				continue
 			}
-			for _, d := range t.dimsFor(tr) {
+			for _, d := range t.dimsFor(sc, tr) {
 				for _, n := range t.Clients {
 					out = append(out, Cell{Scenario: sc, Transport: tr, Dims: d, Clients: n})
 				}
@@ -135,14 +137,15 @@ func (t *Table) Cells(applies func(scenario, transport string) bool) []Cell {
 	return out
 }
 
-// dimsFor is the cross product of the table's values that apply to tr.
-func (t *Table) dimsFor(tr string) []report.Dims {
+// dimsFor is the cross product of the table's values that apply to tr
+// in scenario sc.
+func (t *Table) dimsFor(sc, tr string) []report.Dims {
 	out := []report.Dims{{}}
 	for _, d := range Dimensions() {
 		var next []report.Dims
 		for _, base := range out {
 			for _, name := range t.Values(d.Name) {
-				if v, err := d.Lookup(name); err != nil || !v.Applies(tr) {
+				if v, err := d.Lookup(name); err != nil || !v.Applies(tr) || !v.InScenario(sc) {
 					continue
 				}
 				nd := base

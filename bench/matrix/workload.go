@@ -3,9 +3,19 @@ package matrix
 import "github.com/pushbench/pushbench/bench/report"
 
 // Workloads is the workload dimension: what the clients ask of the server.
-// feed is the broadcast price feed every client subscribes to.
+// feed is the broadcast price feed every client subscribes to; answer is
+// per-request answer streams (PROTOCOL.md "Answer streaming"), where the
+// clients column counts answers in flight.
 func Workloads() Dimension {
 	return Dimension{Name: report.DimWorkload, Default: report.DefaultDims.Workload, Values: []Value{
 		{Name: "feed", About: "the broadcast price feed"},
+		{Name: "answer", About: "per-request answer streams, as chat assistants stream replies: " +
+			"requests arrive open-loop (seeded Poisson) to keep the clients column's answers in flight on average, " +
+			"each for 64 chunks at 50/s after 200 ms think (the server's default request), timed from its intended send time; " +
+			"SSE and polling on HTTP/1.1 keep-alive (one answer at a time per connection), WebSocket multiplexed over one session per 32 answers of the cap",
+			Loadgen:     []string{"-workload", "answer"},
+			Transports:  []string{"sse", "ws", "poll"},
+			Unsupported: "short polling has no answer flavour (a long poll is the polling answer)",
+			Scenarios:   []string{report.Steady}},
 	}}
 }

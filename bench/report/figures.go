@@ -70,9 +70,11 @@ type Figures struct {
 	// The side process (network proxy), when the run had one: its CPU
 	// per 1,000 ticks the clients received, and its share of one core.
 	SideCPUPer1k, SideCPUShare Num
-	Saturated, Incorrect       bool
-	SideSaturated              bool   `json:",omitempty"`
-	Why                        string `json:",omitempty"` // what made the run incorrect
+	// The answer workload's (answer.go), missing for the feed.
+	AnswerFigures
+	Saturated, Incorrect bool
+	SideSaturated        bool   `json:",omitempty"`
+	Why                  string `json:",omitempty"` // what made the run incorrect
 }
 
 // MinCPUSeconds is the least server CPU time a window must show for CPU
@@ -166,6 +168,10 @@ func Derive(run *Run) Figures {
 		}
 	}
 	why := c.Faults()
+	if a := res.Answer; a != nil {
+		f.deriveAnswer(run)
+		why = append(why, a.Faults()...)
+	}
 	f.Incorrect = len(why) > 0
 	f.Why = strings.Join(why, ", ")
 	return f
@@ -178,7 +184,8 @@ func (f *Figures) nums() []*Num {
 		&f.Missing, &f.Duplicates, &f.OutOfOrder, &f.Wrong, &f.Gaps, &f.Reconnects, &f.Failures,
 		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
 		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100,
-		&f.SideCPUPer1k, &f.SideCPUShare}
+		&f.SideCPUPer1k, &f.SideCPUShare,
+		&f.TTFT50, &f.TTFT99, &f.ITL99, &f.E2E99, &f.BytesPerChunk, &f.CPUPer1kChunks, &f.RSSPerAnswer}
 }
 
 // Metric describes one figure for the tables, the charts, the benchmark
@@ -281,7 +288,8 @@ var (
 // AllMetrics lists every metric that is summarised.
 var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, MetricReach99, MetricReach100, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
 	MetricMsgs, MetricBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
-	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare}
+	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare,
+	MetricTTFT50, MetricTTFT99, MetricITL99, MetricE2E99, MetricBytesChunk, MetricCPUChunks, MetricRSSAnswer}
 
 // Columns lists the metric columns of a scenario's table. The delivery
 // correctness column (missing/dup/gap) and the notes are added by the table.

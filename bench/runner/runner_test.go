@@ -257,7 +257,7 @@ func TestLoadgenAcceptsArgs(t *testing.T) {
 			setups := []matrix.Setup{{}}
 			for _, d := range matrix.Dimensions() {
 				for _, v := range d.Values {
-					if v.Applies(tr) && len(v.Loadgen) > 0 {
+					if v.Applies(tr) && v.InScenario(sc) && len(v.Loadgen) > 0 {
 						setups = append(setups, matrix.Setup{Loadgen: v.Loadgen, Scheme: v.Scheme})
 					}
 				}

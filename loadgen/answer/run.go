@@ -70,6 +70,11 @@ func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, erro
 		st.winFrom, st.winTo = from.UnixNano(), from.Add(cfg.Duration).UnixNano()
 	}
 	r.arrivals(ctx, ansCtx, start)
+	// The last arrival came before the window's end: wait for the end to
+	// count the answers in flight then.
+	if sleepUntil(ctx, from.Add(cfg.Duration)) {
+		r.inFlightAtEnd = int64(len(r.slots))
+	}
 	// The drain: wait for the answers in flight, then cut what is left.
 	all := make(chan struct{})
 	go func() {
@@ -129,7 +134,9 @@ type runner struct {
 	opened     atomic.Int64 // connections dialed
 	arrived    atomic.Int64
 	winArrived atomic.Int64 // in the measured window
-	capped     atomic.Int64
+	// inFlightAtEnd is set by Run once the arrivals are over.
+	inFlightAtEnd int64
+	capped        atomic.Int64
 }
 
 // dial opens a connection for the answers and counts it and its bytes.
@@ -249,7 +256,7 @@ func (r *runner) outcome(start time.Time) *Outcome {
 		Conn: cfg.Conn, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
 		Tokens: cfg.Tokens, TokenRate: cfg.TokenRate, ThinkMs: float64(cfg.Think) / float64(time.Millisecond),
 		WarmupMs:          float64(cfg.Warmup) / float64(time.Millisecond),
-		ConnectionsOpened: r.opened.Load(),
+		ConnectionsOpened: r.opened.Load(), InFlightAtEnd: r.inFlightAtEnd,
 	}
 	if cfg.Conn == ConnMux {
 		a.Conns = cfg.Conns
@@ -285,4 +292,20 @@ func errStatus(what string, resp *http.Response) error {
 	var buf [200]byte
 	n, _ := resp.Body.Read(buf[:])
 	return fmt.Errorf("%s: %w", what, &client.StatusError{Code: resp.StatusCode, Body: string(buf[:n])})
+}
+
+// sleepUntil waits until t or until ctx ends; false if ctx ended it.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
 }

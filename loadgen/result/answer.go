@@ -31,6 +31,9 @@ type Answer struct {
 	Window   AnswerWindow `json:"window"`
 	// ConnectionsOpened counts the TCP connections the answers opened.
 	ConnectionsOpened int64 `json:"connections_opened"`
+	// InFlightAtEnd is the answers in flight when the measured window
+	// ended: what the server held then (its memory per answer).
+	InFlightAtEnd int64 `json:"in_flight_at_end"`
 
 	// Rates over the measured window, Result.Duration, from Window:
 	// arrivals (the Poisson draw of Rate), answers completed, chunks
@@ -230,6 +233,7 @@ func mergeAnswer(rs []*Result, duration float64, bytesReceived int64) (*Answer, 
 		out.Window.Add(a.Window)
 		out.WarmupMs = max(out.WarmupMs, a.WarmupMs)
 		out.ConnectionsOpened += a.ConnectionsOpened
+		out.InFlightAtEnd += a.InFlightAtEnd
 		if err := h.AddDists(&a.AnswerDists); err != nil {
 			return nil, fmt.Errorf("merge: %w", err)
 		}
