@@ -144,7 +144,8 @@ func (a *ans) malformed() { a.c.Malformed++ }
 // finish accounts the answer once it is over: done came, or err ended it.
 // An error before the server accepted the request (connect, status, error
 // message) is a failed answer; after, an unfinished one (cause prefixed
-// dropped_, or "cut" when the run's end cut it).
+// dropped_). One the run's end cut (cause "cut") is unfinished either
+// way: it was sent, and the server had not refused it.
 func (a *ans) finish(err error, cause string) {
 	st := a.st
 	st.mu.Lock()
@@ -158,7 +159,7 @@ func (a *ans) finish(err error, cause string) {
 			record(st.h.E2E, a.doneAt-a.due)
 		}
 		a.c.Lost += int64(a.tokens - a.got)
-	case !a.started:
+	case !a.started && cause != "cut":
 		st.answers.Failed++
 		st.fail(cause, err)
 	default:

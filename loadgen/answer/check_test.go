@@ -50,14 +50,22 @@ func TestAnsChecks(t *testing.T) {
 			chunk(a, 0)
 		}, result.ChunkCounts{Expected: 5, Received: 1}, result.AnswerCounts{Sent: 1, Unfinished: 1}},
 		{"failed", func(a *ans) {}, result.ChunkCounts{}, result.AnswerCounts{Sent: 1, Failed: 1}},
+		// Cut by the run's end before the server answered: sent, not
+		// refused (run nil: finished with cause "cut").
+		{"cut before the answer", nil, result.ChunkCounts{}, result.AnswerCounts{Sent: 1, Unfinished: 1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newStats(1)[0]
 			a := newAns(0, req, arrival-int64(time.Millisecond), st)
 			a.id = "a1"
-			tc.run(a)
-			a.finish(nil, "closed")
+			cause := "closed"
+			if tc.run == nil {
+				cause = "cut"
+			} else {
+				tc.run(a)
+			}
+			a.finish(nil, cause)
 			if st.chunks != tc.want {
 				t.Errorf("chunks %+v, want %+v", st.chunks, tc.want)
 			}
