@@ -71,12 +71,16 @@ func (r *runner) poll(ctx context.Context, a *ans) error {
 			resp.Body.Close()
 			return err
 		}
-		pa = pollAnswer{}
-		err = json.NewDecoder(io.LimitReader(resp.Body, maxPollBody)).Decode(&pa)
+		// The whole body first: a read cut short (the run's end, a reset)
+		// is a broken answer, not a malformed one.
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxPollBody))
 		at := time.Now().UnixNano()
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxPollBody))
 		resp.Body.Close()
 		if err != nil {
+			return fmt.Errorf("poll: read answer: %w", err)
+		}
+		pa = pollAnswer{}
+		if err := json.Unmarshal(body, &pa); err != nil {
 			a.malformed()
 			return fmt.Errorf("poll: %w: %w", client.ErrProtocol, err)
 		}

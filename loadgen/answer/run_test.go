@@ -3,11 +3,14 @@ package answer
 import (
 	"context"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/pushbench/pushbench/loadgen/internal/servertest"
+	gen "github.com/pushbench/pushbench/servers/answer"
 	"github.com/pushbench/pushbench/servers/server"
 )
 
@@ -139,5 +142,39 @@ func TestSlowServerShowsAsTTFT(t *testing.T) {
 	}
 	if got := time.Duration(a.TTFT.Max * float64(time.Millisecond)); got < bound {
 		t.Errorf("TTFT max %s, want at least %s: the accept queue's wait is missing", got, bound)
+	}
+}
+
+// A poll answer whose body is cut off (here by the run's end while the
+// server is still sending it) breaks the answer; it is not a malformed
+// message.
+func TestPollCutBodyIsNotMalformed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write([]byte(`{"id":"x"}`))
+			return
+		}
+		w.Header().Set("Content-Length", "200")
+		_, _ = w.Write([]byte(`{"chunks":[{"id":"x","i":0,`))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	cfg := Config{Transport: "poll", Base: base, Rate: 1, Duration: time.Second}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r, done := newRunner(&cfg, nil)
+	defer done()
+	a := newAns(0, gen.Request{Tokens: 4, Rate: 50, Seed: 1}, time.Now().UnixNano(), r.stats[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := r.poll(ctx, a); err == nil {
+		t.Fatal("a cut answer ended without an error")
+	}
+	if a.c.Malformed != 0 {
+		t.Errorf("%d malformed messages counted for a body cut short", a.c.Malformed)
 	}
 }
