@@ -129,6 +129,11 @@ func TestParseMessage(t *testing.T) {
 	if req, _, err := ParseMessage([]byte(`{"req":"r2","tokens":-3}`), Limits{}); err == nil || req != "r2" {
 		t.Errorf("bad tokens: req %q err %v; want the req back with an error", req, err)
 	}
+	for _, bad := range []string{`{"req":"r3","seed":-1}`, `{"req":"r4","nope":1}`, `{"seed":"x","req":"r5"}`} {
+		if req, _, err := ParseMessage([]byte(bad), Limits{}); err == nil || req == "" {
+			t.Errorf("ParseMessage(%s): req %q err %v; want the req back with an error", bad, req, err)
+		}
+	}
 	for _, bad := range []string{`{"tokens":3}`, `{"req":""}`, `{"req":"` + strings.Repeat("x", MaxReq+1) + `"}`, ``, `{"req":1}`} {
 		if _, _, err := ParseMessage([]byte(bad), Limits{}); err == nil {
 			t.Errorf("ParseMessage(%.40q) accepted", bad)
