@@ -168,3 +168,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseMessage: no WebSocket message panics, a req handed back is
+// within MaxReq, and an accepted request is within the limits.
+func FuzzParseMessage(f *testing.F) {
+	for _, s := range []string{`{"req":"r1"}`, `{"req":"r1","tokens":-1}`, `{"req":"\u00e9","seed":"x"}`, `{"req":5}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	lim := Limits{}.WithDefaults()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		req, r, err := ParseMessage(msg, lim)
+		if len(req) > MaxReq {
+			t.Fatalf("ParseMessage(%q) handed back a req of %d bytes", msg, len(req))
+		}
+		if err == nil && (req == "" || r.Tokens < 1 || r.Tokens > lim.MaxTokens || !(r.Rate > 0 && r.Rate <= lim.MaxRate) ||
+			r.Think < 0 || r.Think > lim.MaxThink) {
+			t.Fatalf("ParseMessage(%q) accepted %q %+v", msg, req, r)
+		}
+	})
+}
