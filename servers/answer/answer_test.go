@@ -129,6 +129,11 @@ func TestParseMessage(t *testing.T) {
 	if req, _, err := ParseMessage([]byte(`{"req":"r2","tokens":-3}`), Limits{}); err == nil || req != "r2" {
 		t.Errorf("bad tokens: req %q err %v; want the req back with an error", req, err)
 	}
+	for _, bad := range []string{`{"req":"r3","seed":-1}`, `{"req":"r4","nope":1}`, `{"seed":"x","req":"r5"}`} {
+		if req, _, err := ParseMessage([]byte(bad), Limits{}); err == nil || req == "" {
+			t.Errorf("ParseMessage(%s): req %q err %v; want the req back with an error", bad, req, err)
+		}
+	}
 	for _, bad := range []string{`{"tokens":3}`, `{"req":""}`, `{"req":"` + strings.Repeat("x", MaxReq+1) + `"}`, ``, `{"req":1}`} {
 		if _, _, err := ParseMessage([]byte(bad), Limits{}); err == nil {
 			t.Errorf("ParseMessage(%.40q) accepted", bad)
@@ -160,6 +165,25 @@ func FuzzParse(f *testing.F) {
 		r2, err := Parse(again, lim)
 		if err != nil || r2 != r {
 			t.Fatalf("round trip of %+v via %s: %+v, %v", r, again, r2, err)
+		}
+	})
+}
+
+// FuzzParseMessage: no WebSocket message panics, a req handed back is
+// within MaxReq, and an accepted request is within the limits.
+func FuzzParseMessage(f *testing.F) {
+	for _, s := range []string{`{"req":"r1"}`, `{"req":"r1","tokens":-1}`, `{"req":"\u00e9","seed":"x"}`, `{"req":5}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	lim := Limits{}.WithDefaults()
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		req, r, err := ParseMessage(msg, lim)
+		if len(req) > MaxReq {
+			t.Fatalf("ParseMessage(%q) handed back a req of %d bytes", msg, len(req))
+		}
+		if err == nil && (req == "" || r.Tokens < 1 || r.Tokens > lim.MaxTokens || !(r.Rate > 0 && r.Rate <= lim.MaxRate) ||
+			r.Think < 0 || r.Think > lim.MaxThink) {
+			t.Fatalf("ParseMessage(%q) accepted %q %+v", msg, req, r)
 		}
 	})
 }

@@ -119,7 +119,16 @@ func Parse(body []byte, lim Limits) (Request, error) {
 func ParseMessage(msg []byte, lim Limits) (req string, r Request, err error) {
 	w, err := decode(msg, false)
 	if err != nil {
-		return "", Request{}, err
+		// Tag the error with the req if the message has one at all: the
+		// strict decode stops at the first bad field, this one reads on.
+		var tag struct {
+			Req string `json:"req"`
+		}
+		_ = json.Unmarshal(msg, &tag)
+		if len(tag.Req) > MaxReq {
+			tag.Req = ""
+		}
+		return tag.Req, Request{}, err
 	}
 	if w.Req == nil || *w.Req == "" {
 		return "", Request{}, errors.New(`"req" is required: the id the chunks of this answer will carry`)

@@ -400,10 +400,12 @@ func refuseBody(w http.ResponseWriter, code int, msg string) {
 	writeError(w, code, msg)
 }
 
-// outcomeOf classifies a failed write.
+// outcomeOf classifies a failed write. A timeout is matched as a
+// net.Error too: gorilla replaces the socket's deadline error by its own.
 func outcomeOf(err error) string {
+	var ne net.Error
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return metrics.AnswerSlow
 	case errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET), errors.Is(err, net.ErrClosed),
 		errors.Is(err, context.Canceled), errors.Is(err, http.ErrHandlerTimeout):

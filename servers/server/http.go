@@ -14,8 +14,9 @@ import (
 
 // Defaults of Limits, doubling as flag defaults.
 const (
-	// DefaultHeaderTimeout bounds reading a request's head. No endpoint
-	// takes a body, so this bounds reading the whole request.
+	// DefaultHeaderTimeout bounds reading a request's head. Only POST
+	// /answer takes a body (at most answer.MaxBody, read within
+	// answersrv.BodyTimeout), so this bounds reading every other request.
 	DefaultHeaderTimeout = 5 * time.Second
 	// DefaultIdleTimeout is how long a keep-alive connection may wait for
 	// its next request: long enough for a short poller asking every few
@@ -42,7 +43,7 @@ type Limits struct {
 	// the kernel's autotuning.
 	SndBuf int
 	// HeaderTimeout bounds reading a request (its head: a declared body is
-	// refused). Zero: DefaultHeaderTimeout.
+	// refused, but for POST /answer). Zero: DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that has not begun its
 	// next request. Zero: DefaultIdleTimeout.
@@ -59,7 +60,8 @@ type Limits struct {
 //
 // Reading a request is bounded by HeaderTimeout alone: a request that
 // declares a body is refused with 400 before anything reads it, so the head
-// is the whole request. http.Server.ReadTimeout is left unset because it
+// is the whole request; POST /answer alone reads its small body, under a
+// deadline of its own. http.Server.ReadTimeout is left unset because it
 // would bound nothing more. (It would not hurt held polls either: net/http
 // clears the read deadline when it starts its background read, and at a
 // hijack, checked with TestLongPollOutlivesReadBound and ReadTimeout set.)
