@@ -50,22 +50,24 @@ Modes (-transport):
                   -clients at once, vegeta-paced), each measured for time to
                   connect and time to first tick, then closed (or held -hold).
 
-Answers (-workload answer; PROTOCOL.md "Answer streaming"): requests for
-answers of their own (-tokens chunks at -token-rate per second after -think)
-arrive for -duration as a Poisson process of -rate answers per second
-(seeded by -seed; answer n asks for seed -seed+n; by default -clients over
-one answer's length, which keeps -clients answers in flight on average), at
-most -concurrency in flight: an arrival that finds them all busy is not sent
-and is counted (not_sent_cap), never delayed. Arrivals in -ramp and -warmup
-are checked but not measured. -symbols and -feed-symbols (the feed's) are
-ignored; -slow, -churn and -hold are refused. Each is timed from when it was meant to be
-sent: TTFT (to its first chunk), ITL (between its chunks), end to end (to
-done), and each chunk's lateness from its scheduled ts; and checked: every
-chunk once, in order, done received, the text the seed determines. Then
-up to -drain (default: one answer's length plus 2s) for the answers in
-flight. -conn: keepalive (connections reused, one answer at a time on
-each; ws: a session per answer in flight), fresh (a new connection per
-answer), mux (ws: answers multiplexed over -conns sessions; ws's default).
+Answers (-workload answer; PROTOCOL.md "Answer streaming"; -url may be
+http://HOST:PORT/answer): requests for answers of their own (-tokens chunks
+at -token-rate per second after -think) arrive as a Poisson process of
+-rate answers per second (seeded by -seed; answer n asks for seed -seed+n;
+by default -clients over one answer's length, which keeps -clients answers
+in flight on average), at most -concurrency in flight: an arrival that
+finds them all busy is not sent and is counted (not_sent_cap), never
+delayed. Each answer is timed from when it was meant to be sent: TTFT (to
+its first chunk), ITL (between its chunks), end to end (to done), and each
+chunk's lateness from its scheduled ts; and checked: every chunk once, in
+order, done received, the text the seed determines. Arrivals come for
+-ramp + -warmup + -duration; those before -duration are checked but not
+measured. Then up to -drain (default: one answer's length plus 2s) for the
+answers in flight. -conn: keepalive (connections reused, one answer at a
+time on each; ws: a session per answer in flight), fresh (a new connection
+per answer), mux (ws: answers multiplexed over -conns sessions; ws's
+default). -symbols and -feed-symbols (the feed's) are ignored; -slow,
+-churn and -hold are refused.
 
 Correctness: the checker replays the server's deterministic feed (-seed,
 -feed-symbols must match the server's -seed, -symbols) to know which seqs
