@@ -86,8 +86,8 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 		pct("end to end", a.E2E, "; to done")
 		pct("chunk lat.", a.ChunkLatency, "; arrival - scheduled ts")
 		k := a.Chunks
-		p("delivery     expected %s  received %s  lost %d  duplicated %d  reordered %d  wrong %d  malformed %d  unfinished answers %d\n",
-			group(k.Expected), group(k.Received), k.Lost, k.Duplicated, k.Reordered, k.Wrong, k.Malformed, a.Answers.Unfinished)
+		p("delivery     expected %s  received %s  lost %d  duplicated %d  reordered %d  wrong %d  malformed %d  stray %d  unfinished answers %d\n",
+			group(k.Expected), group(k.Received), k.Lost, k.Duplicated, k.Reordered, k.Wrong, k.Malformed, k.Stray, a.Answers.Unfinished)
 		if f := a.Faults(); len(f) > 0 {
 			p("             FAULTS: %s\n", strings.Join(f, ", "))
 		} else if k.Received > 0 {

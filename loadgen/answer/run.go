@@ -137,6 +137,7 @@ type runner struct {
 	// inFlightAtEnd is set by Run once the arrivals are over.
 	inFlightAtEnd int64
 	capped        atomic.Int64
+	stray         atomic.Int64 // ws messages for no answer in flight
 }
 
 // dial opens a connection for the answers and counts it and its bytes.
@@ -280,6 +281,7 @@ func (r *runner) outcome(start time.Time) *Outcome {
 	}
 	a.Answers.Arrivals, a.Answers.NotSentCap = r.arrived.Load(), r.capped.Load()
 	a.Window.Arrivals = r.winArrived.Load()
+	a.Chunks.Stray = r.stray.Load()
 	// Encoding cannot fail for histograms with the shared bounds.
 	a.AnswerDists, _ = h.Dists()
 	o.BytesSent, o.BytesReceived, o.Requests = r.counters.Out.Load(), r.counters.In.Load(), r.counters.Requests.Load()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/pushbench/pushbench/loadgen/internal/servertest"
 	gen "github.com/pushbench/pushbench/servers/answer"
 	"github.com/pushbench/pushbench/servers/server"
@@ -176,5 +178,52 @@ func TestPollCutBodyIsNotMalformed(t *testing.T) {
 	}
 	if a.c.Malformed != 0 {
 		t.Errorf("%d malformed messages counted for a body cut short", a.c.Malformed)
+	}
+}
+
+// WebSocket messages for no answer in flight (an unknown id, a chunk
+// after its answer's done) are counted as stray, a fault.
+func TestWSStrayMessages(t *testing.T) {
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, _, err := c.ReadMessage(); err != nil {
+			return
+		}
+		req := gen.Request{Tokens: 1, Rate: 50, Seed: 1}
+		now := time.Now().UnixNano()
+		for _, m := range [][]byte{
+			[]byte(`{"id":"nobody","i":0,"text":" a","ts":1}`),
+			gen.AppendChunkJSON(nil, []byte(`"r0"`), req.Seed, 0, req.Due(now, 0)),
+			gen.AppendDoneJSON(nil, []byte(`"r0"`), 1, true),
+			gen.AppendChunkJSON(nil, []byte(`"r0"`), req.Seed, 0, req.Due(now, 0)),
+		} {
+			if c.WriteMessage(websocket.TextMessage, m) != nil {
+				return
+			}
+		}
+		_, _, _ = c.ReadMessage() // until the client closes
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	cfg := Config{Transport: "ws", Base: base, Rate: 1, Duration: time.Second, Tokens: 1}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r, done := newRunner(&cfg, nil)
+	defer done()
+	a := newAns(0, gen.Request{Tokens: 1, Rate: 50, Seed: 1}, time.Now().UnixNano(), r.stats[0])
+	if err := r.one(context.Background(), a); err != nil || a.doneAt == 0 || a.got != 1 {
+		t.Fatalf("answer: err %v, done %v, chunks %d", err, a.doneAt != 0, a.got)
+	}
+	for deadline := time.Now().Add(5 * time.Second); r.stray.Load() < 2 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := r.stray.Load(); n != 2 {
+		t.Errorf("%d stray messages counted, want 2 (an unknown id, a chunk after done)", n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -71,8 +72,11 @@ type session struct {
 	err    error         // why, set before broken is closed
 	reader sync.WaitGroup
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// pending holds the answers in flight by request id; nil for one
+	// that was cut.
 	pending map[string]*pending
+	stray   *atomic.Int64 // the run's count of messages for no answer
 }
 
 // pending is an answer registered with a session; end is closed when its
@@ -92,7 +96,7 @@ func (p *wsPool) dial(ctx context.Context) (*session, error) {
 		return nil, fmt.Errorf("ws: %w", err)
 	}
 	p.r.counters.Requests.Add(1)
-	s := &session{c: c, broken: make(chan struct{}), pending: map[string]*pending{}}
+	s := &session{c: c, broken: make(chan struct{}), pending: map[string]*pending{}, stray: &p.r.stray}
 	c.SetReadLimit(maxEvent)
 	p.mu.Lock()
 	p.all[s] = struct{}{}
@@ -116,11 +120,14 @@ func (s *session) read() {
 		m = wireChunk{}
 		jerr := json.Unmarshal(b, &m)
 		s.mu.Lock()
-		pa := s.pending[m.ID]
+		pa, known := s.pending[m.ID]
 		switch {
+		case !known:
+			// A message for no answer in flight: an unknown id, one after
+			// its answer's done or error, or not JSON.
+			s.stray.Add(1)
 		case pa == nil:
-			// A message for no answer in flight: an unknown id, a late
-			// one, or not JSON. Nothing to charge it to.
+			// An answer the run's end cut: the server may still send it.
 		case jerr != nil:
 			pa.a.malformed()
 		case m.Error != "":
@@ -163,6 +170,14 @@ func (s *session) forget(id string) {
 	s.mu.Unlock()
 }
 
+// cut unregisters id but keeps it known: what the server still sends for
+// it is not stray.
+func (s *session) cut(id string) {
+	s.mu.Lock()
+	s.pending[id] = nil
+	s.mu.Unlock()
+}
+
 func (s *session) close() {
 	_ = s.c.Close()
 	s.reader.Wait()
@@ -199,7 +214,7 @@ func (p *wsPool) answer(ctx context.Context, a *ans) error {
 		p.put(s, false)
 		return fmt.Errorf("ws: session ended: %w", s.err)
 	case <-ctx.Done():
-		s.forget(id)
+		s.cut(id)
 		p.put(s, false)
 		return ctx.Err()
 	}

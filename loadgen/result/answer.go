@@ -89,6 +89,9 @@ type ChunkCounts struct {
 	Wrong int64 `json:"wrong"`
 	// Malformed: a message that is not a chunk, done or error.
 	Malformed int64 `json:"malformed"`
+	// Stray: WebSocket messages for no answer in flight (an unknown id,
+	// or after its answer's done or error).
+	Stray int64 `json:"stray"`
 }
 
 // Add adds o to c: answers of several processes add up.
@@ -110,7 +113,8 @@ func (a *Answer) Faults() []string {
 		what string
 	}{{a.Chunks.Lost, "chunks lost"}, {a.Chunks.Duplicated, "chunks duplicated"},
 		{a.Chunks.Reordered, "chunks reordered"}, {a.Chunks.Wrong, "wrong chunks"},
-		{a.Chunks.Malformed, "malformed messages"}, {a.Answers.Unfinished, "unfinished answers"}} {
+		{a.Chunks.Malformed, "malformed messages"}, {a.Chunks.Stray, "stray messages"},
+		{a.Answers.Unfinished, "unfinished answers"}} {
 		if w.n > 0 {
 			f = append(f, fmt.Sprintf("%d %s", w.n, w.what))
 		}
