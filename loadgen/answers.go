@@ -54,6 +54,7 @@ func runAnswers(ctx context.Context, cfg Config) (*result.Result, error) {
 		res.Failures, res.FailureSamples = nil, nil
 	}
 	res.Connected = o.Answer.InFlightAtEnd // as a stream run's clients connected at the end
+	res.Counts = answerCounts(o.Answer)
 	res.Messages = o.Answer.Window.Chunks
 	res.SetRates()
 	if o.Answer.Answers.Sent == 0 {
@@ -90,4 +91,14 @@ func answerPreflight(ctx context.Context, cfg Config, src *client.Dialer) error 
 	default:
 		return &PreflightError{fmt.Sprintf("trial %s answer from %s failed: %v", tr, u, err), err}
 	}
+}
+
+// answerCounts mirrors an answer run's chunk checks in the feed's delivery
+// counts, chunk for tick, so that what reads those (bench's correctness
+// column and flags, -strict) sees the answers' faults too: lost chunks are
+// missing, stray messages malformed, unfinished answers stalled.
+func answerCounts(a *result.Answer) result.Counts {
+	k := a.Chunks
+	return result.Counts{Expected: k.Expected, Received: k.Received, Duplicates: k.Duplicated, OutOfOrder: k.Reordered,
+		Missing: k.Lost, WrongContent: k.Wrong, Malformed: k.Malformed + k.Stray, Stalled: a.Answers.Unfinished}
 }

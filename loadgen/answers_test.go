@@ -84,6 +84,9 @@ func TestCLIAnswerRun(t *testing.T) {
 		a.Chunks.Received != 5*a.Answers.Completed || a.HistTTFT == "" || r.URL != url {
 		t.Fatalf("result workload %q url %q answer %+v", r.Workload, r.URL, a)
 	}
+	if r.Counts.Expected != a.Chunks.Expected || r.Counts.Received != a.Chunks.Received || len(r.Counts.Faults()) != 0 {
+		t.Errorf("counts %+v do not mirror the chunks %+v", r.Counts, a.Chunks)
+	}
 	m, err := result.Merge(r, r)
 	if err != nil {
 		t.Fatal(err)

@@ -244,7 +244,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 			return ExitError
 		}
 	}
-	if strict && (len(res.Counts.Faults()) > 0 || res.Answer != nil && len(res.Answer.Faults()) > 0) {
+	if strict && len(res.Counts.Faults()) > 0 { // an answer run's mirror its chunk checks
 		return ExitFaults
 	}
 	return ExitOK

@@ -169,8 +169,9 @@ func Derive(run *Run) Figures {
 	}
 	why := c.Faults()
 	if a := res.Answer; a != nil {
+		// Its Counts mirror these; the answer's own words say it better.
 		f.deriveAnswer(run)
-		why = append(why, a.Faults()...)
+		why = a.Faults()
 	}
 	f.Incorrect = len(why) > 0
 	f.Why = strings.Join(why, ", ")

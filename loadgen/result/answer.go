@@ -9,7 +9,11 @@ import (
 // Answer is what an answer run (loadgen -workload answer) measured: per
 // request streams, each timed from when it was meant to be sent. The rest
 // of the Result holds what every run has (bytes on the wire, failures by
-// cause, the load generator's own cost); its tick fields stay empty.
+// cause, the load generator's own cost); its latency and reach stay empty,
+// and its Counts mirror the chunk checks, chunk for tick (Missing = Lost,
+// Duplicates, OutOfOrder = Reordered, WrongContent = Wrong, Malformed =
+// Malformed + Stray, Stalled = unfinished answers), so that whatever reads
+// the feed's counts sees the answers' faults.
 type Answer struct {
 	// The run's shape: connection mode (keepalive, fresh, mux), ws mux
 	// sessions, the cap on answers in flight, the offered rate (answers/s)
