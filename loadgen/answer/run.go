@@ -51,8 +51,9 @@ func Preflight(ctx context.Context, cfg Config, dialer *client.Dialer) error {
 	return nil
 }
 
-// Run performs an answer run: arrivals for cfg.Duration, then up to
-// cfg.Drain for the answers in flight, which are then cut. dialer opens
+// Run performs an answer run: arrivals for cfg.Warmup + cfg.Duration,
+// then up to cfg.Drain for the answers in flight, which are then cut; ctx
+// ending stops the arrivals and the drain at once. dialer opens
 // the connections (nil: from any source address). It returns an error
 // only when the run could not take place.
 func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, error) {
@@ -170,9 +171,9 @@ func (r *runner) newTransport(fresh bool) *http.Transport {
 	}
 }
 
-// arrivals sends answers at the Poisson arrival times until cfg.Duration
-// or ctx ends; each answer runs in its own goroutine with ansCtx, timed
-// from its arrival time however late this loop reaches it.
+// arrivals sends answers at the Poisson arrival times until cfg.Warmup +
+// cfg.Duration or ctx ends; each answer runs in its own goroutine with
+// ansCtx, timed from its arrival time however late this loop reaches it.
 func (r *runner) arrivals(ctx, ansCtx context.Context, start time.Time) {
 	cfg := r.cfg
 	p := &PoissonPacer{Freq: cfg.Rate, Seed: cfg.Seed}
