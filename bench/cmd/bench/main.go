@@ -253,6 +253,12 @@ Flags:
 	if o.from != "" {
 		return o, nil // re-rendering needs no binaries
 	}
+	if o.serverBin, err = findBinary("server", *serverBin); err != nil {
+		return nil, err
+	}
+	if o.loadgenBin, err = findBinary("loadgen", *loadgenBin); err != nil {
+		return nil, err
+	}
 	for _, t := range o.tables {
 		for _, c := range t.Cells(runner.Applies) {
 			if setup, _ := matrix.Resolve(c.Dims, c.Transport); setup.Proxy != nil && o.netshape == "" {
@@ -261,12 +267,6 @@ Flags:
 				}
 			}
 		}
-	}
-	if o.serverBin, err = findBinary("server", *serverBin); err != nil {
-		return nil, err
-	}
-	if o.loadgenBin, err = findBinary("loadgen", *loadgenBin); err != nil {
-		return nil, err
 	}
 	return o, nil
 }
