@@ -4,13 +4,18 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pushbench/pushbench/network"
 )
 
-// NetworksTable is the name of the "latency vs RTT" table (bench/matrix).
-const NetworksTable = "networks"
+// The names of the "latency vs RTT" and "connecting vs RTT" tables
+// (bench/matrix).
+const (
+	NetworksTable     = "networks"
+	NetworkStormTable = "network-storm"
+)
 
 // ProxyShareTarget is the share of its core the network proxy should stay
 // under in every default cell, so that the proxy never decides the result.
@@ -65,6 +70,23 @@ func networkFindings(r *Report, sec Section) []string {
 		}
 		return v - b, v
 	}
+	// flagged says which of a transport's two cells (the profile's and
+	// loopback's) carry a flag, since a saturated side explains a
+	// departure from the expected shape better than the network does.
+	flagged := func(tr, n string) string {
+		var f []string
+		for _, net := range []string{n, "loopback"} {
+			if c := cell[tr][net]; c != nil {
+				if fl := Flags(&c.Summary); fl != "" {
+					f = append(f, net+" "+fl)
+				}
+			}
+		}
+		if len(f) == 0 {
+			return ""
+		}
+		return " (flagged: " + strings.Join(f, ", ") + ")"
+	}
 	var out []string
 	for _, n := range nets {
 		p, err := network.Parse(n)
@@ -82,12 +104,13 @@ func networkFindings(r *Report, sec Section) []string {
 					continue
 				}
 				rtts := float64(d) / rtt
-				verdict := "as expected through a proxy that delays the request and answer but not the TCP handshake (a kernel-shaped network would show about 2)"
+				verdict := "within the 1 to 2 expected (the HTTP request and answer, and for long polling the poll that waits for the tick; " +
+					"this proxy does not delay the TCP handshake, which a kernel-shaped network adds)"
 				if rtts < 0.75 || rtts > 2.5 {
-					verdict = "NOT the expected 1 (this proxy) to 2 (a kernel-shaped network) round trips"
+					verdict = "NOT the 1 to 2 round trips expected"
 				}
-				out = append(out, fmt.Sprintf("%s: %s's median time to first tick is %s, %s more than on loopback: %.1f round trips, %s.",
-					where, tr, value(MetricFT50, v), value(MetricFT50, d), rtts, verdict))
+				out = append(out, fmt.Sprintf("%s: %s's median time to first tick is %s, %s more than on loopback: %.1f round trips, %s%s.",
+					where, tr, value(MetricFT50, v), value(MetricFT50, d), rtts, verdict, flagged(tr, n)))
 			}
 			continue
 		}
@@ -99,9 +122,9 @@ func networkFindings(r *Report, sec Section) []string {
 			}
 			verdict := fmt.Sprintf("the one-way delay (%.1f ms ± %.1f), as expected", oneWay, tol)
 			if math.Abs(float64(d)-oneWay) > tol {
-				verdict = fmt.Sprintf("NOT the one-way delay (%.1f ms ± %.1f) the profile should add: the proxy or the machine added %s", oneWay, tol, value(MetricP50, Num(float64(d)-oneWay)))
+				verdict = fmt.Sprintf("NOT the one-way delay (%.1f ms ± %.1f) the profile should add, but %s off", oneWay, tol, value(MetricP50, Num(float64(d)-oneWay)))
 			}
-			out = append(out, fmt.Sprintf("%s: %s's median latency is %s, %s over loopback: %s.", where, tr, value(MetricP50, v), value(MetricP50, d), verdict))
+			out = append(out, fmt.Sprintf("%s: %s's median latency is %s, %s over loopback: %s%s.", where, tr, value(MetricP50, v), value(MetricP50, d), verdict, flagged(tr, n)))
 			if d99, _ := added(tr, n, MetricP99); d99.Valid() {
 				streamP99 = append(streamP99, float64(d99))
 			}
@@ -117,8 +140,8 @@ func networkFindings(r *Report, sec Section) []string {
 			if extra < 0.5 || extra > 1.5 {
 				verdict = "NOT the one extra round trip expected (0.5 to 1.5 counted as one)"
 			}
-			out = append(out, fmt.Sprintf("%s: long polling's p99 latency is %s, it grew %s over loopback against %s for streaming: %.1f round trips more, %s.",
-				where, value(MetricP99, v99), value(MetricP99, d99), value(MetricP99, Num(stream)), extra, verdict))
+			out = append(out, fmt.Sprintf("%s: long polling's p99 latency is %s, it grew %s over loopback against %s for streaming: %.1f round trips more, %s%s.",
+				where, value(MetricP99, v99), value(MetricP99, d99), value(MetricP99, Num(stream)), extra, verdict, flagged("poll", n)))
 		}
 		if interval := time.Duration(r.Config.PollInterval); interval > 0 {
 			if c := cell["shortpoll"][n]; c != nil {
@@ -129,8 +152,8 @@ func networkFindings(r *Report, sec Section) []string {
 					if math.Abs(float64(v)-want) > tolSP {
 						verdict = fmt.Sprintf("NOT within %.0f ms of it", tolSP)
 					}
-					out = append(out, fmt.Sprintf("%s: short polling's median latency is %s, against half its %v interval plus the one-way delay, %.0f ms: %s.",
-						where, value(MetricP50, v), interval, want, verdict))
+					out = append(out, fmt.Sprintf("%s: short polling's median latency is %s, against half its %v interval plus the one-way delay, %.0f ms: %s%s.",
+						where, value(MetricP50, v), interval, want, verdict, flagged("shortpoll", n)))
 				}
 			}
 		}
@@ -147,9 +170,10 @@ func networkFindings(r *Report, sec Section) []string {
 		}
 	}
 	if most.Valid() {
-		slices.Sort(per1k)
-		line := fmt.Sprintf("%s: the network proxy used at most %s of its core (%s) and %s to %s of CPU per 1,000 delivered ticks",
-			sec.Table.Title+", "+sec.Scenario, value(MetricSideShare, most), mostAt, value(MetricSideCPU, Num(per1k[0])), value(MetricSideCPU, Num(per1k[len(per1k)-1])))
+		line := fmt.Sprintf("%s: the network proxy used at most %s of its core (%s)", sec.Table.Title+", "+sec.Scenario, value(MetricSideShare, most), mostAt)
+		if slices.Sort(per1k); len(per1k) > 0 && sec.Scenario != Storm {
+			line += fmt.Sprintf(" and %s to %s of CPU per 1,000 delivered ticks", value(MetricSideCPU, Num(per1k[0])), value(MetricSideCPU, Num(per1k[len(per1k)-1])))
+		}
 		if float64(most) < ProxyShareTarget {
 			line += fmt.Sprintf(": under the %.0f%% target in every cell, so the network, not the proxy, set these latencies.", ProxyShareTarget*100)
 		} else {

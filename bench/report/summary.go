@@ -208,7 +208,8 @@ func Findings(r *Report) []string {
 // and when it does not. A table without an entry gets only the generic
 // comparisons.
 var TableFindings = map[string]func(r *Report, sec Section) []string{
-	NetworksTable: networkFindings,
+	NetworksTable:     networkFindings,
+	NetworkStormTable: networkFindings,
 }
 
 type entry struct {
