@@ -114,11 +114,26 @@ func Parse(s string) (Profile, error) {
 }
 
 // ParseList parses a comma-separated list of profiles, such as the value
-// of bench's -networks. The custom form has commas of its own, so a
-// key=value item joins the custom profile before it unless that profile
-// already has the key: "wan,rtt=80ms,up=1mbit,rtt=20ms" is wan, then
-// rtt=80ms,up=1mbit, then rtt=20ms.
+// of bench's -networks (see SplitList).
 func ParseList(s string) ([]Profile, error) {
+	specs := SplitList(s)
+	out := make([]Profile, 0, len(specs))
+	for _, spec := range specs {
+		p, err := Parse(spec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// SplitList splits a comma-separated list of profiles into their strings.
+// The custom form has commas of its own, so a key=value item joins the
+// custom profile before it unless that profile already has the key:
+// "wan,rtt=80ms,up=1mbit,rtt=20ms" is wan, then rtt=80ms,up=1mbit, then
+// rtt=20ms.
+func SplitList(s string) []string {
 	var specs []string
 	var keys map[string]bool // keys of the custom profile being read; nil after a name
 	for item := range strings.SplitSeq(s, ",") {
@@ -133,15 +148,7 @@ func ParseList(s string) ([]Profile, error) {
 			specs, keys = append(specs, item), map[string]bool{key: true}
 		}
 	}
-	out := make([]Profile, 0, len(specs))
-	for _, spec := range specs {
-		p, err := Parse(spec)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return specs
 }
 
 // parseDelay parses a duration of whole milliseconds (toxiproxy's

@@ -35,6 +35,7 @@ import (
 	"github.com/pushbench/pushbench/bench/report"
 	"github.com/pushbench/pushbench/bench/runner"
 	"github.com/pushbench/pushbench/internal/rlimit"
+	"github.com/pushbench/pushbench/network"
 	"github.com/pushbench/pushbench/servers/feed"
 )
 
@@ -339,7 +340,11 @@ func selectTables(sc matrix.Scale, names string, set map[string]bool, dimFlags m
 		for dim, v := range dimFlags {
 			d, _ := matrix.DimensionNamed(dim)
 			var vals []string
-			for _, name := range strings.Split(v, ",") {
+			items := strings.Split(v, ",")
+			if dim == report.DimNetwork {
+				items = network.SplitList(v) // custom profiles have commas of their own
+			}
+			for _, name := range items {
 				name = strings.TrimSpace(name)
 				if _, err := d.Lookup(name); err != nil {
 					return nil, usagef("-%s: %v", map[string]string{report.DimProtocol: "protocols", report.DimNetwork: "networks", report.DimImpl: "impls"}[dim], err)
