@@ -114,6 +114,13 @@ func TestToxics(t *testing.T) {
 	}
 }
 
+// attempts is how many times a timing check may be measured before it
+// fails. The machine is shared: a measurement that other work delayed is
+// taken again, while a shaping fault (a delay or limit left out or applied
+// twice) is wrong every time. What the proxy must never do (deliver sooner
+// than its delay, or faster than its limit) fails at once.
+const attempts = 3
+
 // TestDelay: a round trip through the proxy takes the profile's RTT, its
 // median within 10% or 2 ms (whichever is larger), and never less than
 // the RTT minus the jitter of both directions. The profiles run at once:
@@ -125,33 +132,39 @@ func TestDelay(t *testing.T) {
 			t.Parallel()
 			p := shaped(t, spec, echo)
 			prof := p.Profile()
-			c := dial(t, p.Addr())
-			const trips = 25
-			msg := []byte("ping 0123456789 0123456789 0123456789\n")
-			buf := make([]byte, len(msg))
-			rtts := make([]time.Duration, 0, trips)
-			for range trips {
-				start := time.Now()
-				if _, err := c.Write(msg); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := io.ReadFull(c, buf); err != nil {
-					t.Fatal(err)
-				}
-				rtts = append(rtts, time.Since(start))
-				if !bytes.Equal(buf, msg) {
-					t.Fatalf("echo %q, sent %q", buf, msg)
-				}
-			}
-			slices.Sort(rtts)
-			median := rtts[trips/2]
 			tol := max(prof.RTT/10, 2*time.Millisecond)
-			t.Logf("%s: round trips min %v median %v max %v (tolerance ±%v)", prof, rtts[0], median, rtts[trips-1], tol)
-			if d := median - prof.RTT; d > tol || d < -tol {
-				t.Errorf("median round trip %v, want %v ± %v", median, prof.RTT, tol)
-			}
-			if floor := prof.RTT - 2*prof.Jitter; rtts[0] < floor {
-				t.Errorf("fastest round trip %v, below the RTT minus both jitters %v", rtts[0], floor)
+			c := dial(t, p.Addr())
+			for try := 1; ; try++ {
+				const trips = 25
+				msg := []byte("ping 0123456789 0123456789 0123456789\n")
+				buf := make([]byte, len(msg))
+				rtts := make([]time.Duration, 0, trips)
+				for range trips {
+					start := time.Now()
+					if _, err := c.Write(msg); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := io.ReadFull(c, buf); err != nil {
+						t.Fatal(err)
+					}
+					rtts = append(rtts, time.Since(start))
+					if !bytes.Equal(buf, msg) {
+						t.Fatalf("echo %q, sent %q", buf, msg)
+					}
+				}
+				slices.Sort(rtts)
+				median := rtts[trips/2]
+				t.Logf("%s: round trips min %v median %v max %v (tolerance ±%v)", prof, rtts[0], median, rtts[trips-1], tol)
+				if floor := prof.RTT - 2*prof.Jitter; rtts[0] < floor {
+					t.Fatalf("fastest round trip %v, below the RTT minus both jitters %v", rtts[0], floor)
+				}
+				d := median - prof.RTT
+				if d <= tol && d >= -tol {
+					return
+				}
+				if try == attempts {
+					t.Fatalf("median round trip %v, want %v ± %v (%d measurements)", median, prof.RTT, tol, attempts)
+				}
 			}
 		})
 	}
@@ -172,24 +185,32 @@ func TestBandwidth(t *testing.T) {
 			size := int(rate / 2)                        // half a second at the limit
 			c := dial(t, p.Addr())
 			data := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-			start := time.Now()
-			var werr error
-			var wg sync.WaitGroup
-			wg.Go(func() { _, werr = c.Write(data) })
-			got := make([]byte, len(data))
-			_, rerr := io.ReadFull(c, got)
-			elapsed := time.Since(start)
-			wg.Wait()
-			if err := errors.Join(werr, rerr); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, data) {
-				t.Fatal("echoed bytes differ from those sent")
-			}
-			measured := float64(len(data)) / elapsed.Seconds()
-			t.Logf("%s: %d bytes in %v: %.0f B/s, limit %.0f B/s", prof, len(data), elapsed, measured, rate)
-			if measured > 1.1*rate || measured < 0.7*rate {
-				t.Errorf("%.0f B/s through a %.0f B/s limit: want within -30%%/+10%%", measured, rate)
+			for try := 1; ; try++ {
+				start := time.Now()
+				var werr error
+				var wg sync.WaitGroup
+				wg.Go(func() { _, werr = c.Write(data) })
+				got := make([]byte, len(data))
+				_, rerr := io.ReadFull(c, got)
+				elapsed := time.Since(start)
+				wg.Wait()
+				if err := errors.Join(werr, rerr); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, data) {
+					t.Fatal("echoed bytes differ from those sent")
+				}
+				measured := float64(len(data)) / elapsed.Seconds()
+				t.Logf("%s: %d bytes in %v: %.0f B/s, limit %.0f B/s", prof, len(data), elapsed, measured, rate)
+				if measured > 1.1*rate {
+					t.Fatalf("%.0f B/s through a %.0f B/s limit: more than 10%% over it", measured, rate)
+				}
+				if measured >= 0.7*rate {
+					return
+				}
+				if try == attempts {
+					t.Fatalf("%.0f B/s through a %.0f B/s limit: more than 30%% under it (%d measurements)", measured, rate, attempts)
+				}
 			}
 		})
 	}
