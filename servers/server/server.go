@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pushbench/pushbench/servers/answersrv"
 	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/metrics"
@@ -51,6 +52,9 @@ type Config struct {
 	MaxConns    int
 	AllowOrigin []string // WebSocket origins allowed besides same-origin; "*" any
 	Logger      *slog.Logger
+	// Answer bounds the answer workload (/answer): its Limits, MaxInFlight,
+	// MaxPerConn, Retain and Idle are used; the server sets the rest.
+	Answer answersrv.Config
 }
 
 func (c *Config) defaults() {
@@ -84,6 +88,7 @@ func (c *Config) defaults() {
 type Server struct {
 	cfg     Config
 	feed    *feed.Feed
+	answers *answersrv.Service
 	metrics *metrics.Metrics
 	mux     *http.ServeMux
 
@@ -134,6 +139,14 @@ func New(cfg Config) (*Server, error) {
 		s.mux.Handle("/poll", &poll.Handler{Base: base(metrics.Poll, stream.NewBatchPool(poll.DefaultMax)),
 			Requests: s.metrics.PollRequests})
 	}
+	acfg := cfg.Answer
+	acfg.Transport, acfg.WriteTimeout, acfg.Ping, acfg.AllowOrigin = cfg.Transport, cfg.WriteTimeout, cfg.Ping, cfg.AllowOrigin
+	acfg.Metrics, acfg.Shutdown, acfg.Go, acfg.Logger = s.metrics.Answers, ctx, s.goConn, cfg.Logger
+	if s.answers, err = answersrv.New(acfg); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.mux.Handle("/answer", s.answers)
+	s.mux.Handle("/answer/", s.answers)
 	s.mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{Registry: s.metrics.Registry}))
 	s.mux.HandleFunc("/healthz", s.healthz)
 	web, err := fs.Sub(webFiles, "web")
@@ -147,6 +160,9 @@ func New(cfg Config) (*Server, error) {
 // Feed is the server's feed.
 func (s *Server) Feed() *feed.Feed { return s.feed }
 
+// Answers is the server's answer service.
+func (s *Server) Answers() *answersrv.Service { return s.answers }
+
 // Metrics are the server's instruments.
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
@@ -154,7 +170,8 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 // not serve answer 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Run publishes the feed until ctx is done or Shutdown is called.
+// Run publishes the feed and runs the answer service's janitor until ctx
+// is done or Shutdown is called.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
@@ -163,6 +180,12 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	stopWhenShutdown := context.AfterFunc(s.ctx, cancel)
 	defer stopWhenShutdown()
+	janitorDone := make(chan struct{})
+	go func() {
+		defer close(janitorDone)
+		s.answers.Run(ctx)
+	}()
+	defer func() { cancel(); <-janitorDone }()
 	return s.feed.Run(ctx)
 }
 
