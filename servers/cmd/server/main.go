@@ -20,6 +20,7 @@ import (
 
 	"github.com/pushbench/pushbench/internal/rlimit"
 	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/impls"
 	"github.com/pushbench/pushbench/servers/server"
 	"github.com/pushbench/pushbench/servers/sse"
 	"github.com/pushbench/pushbench/servers/ws"
@@ -58,6 +59,7 @@ func run(args []string, stderr io.Writer) int {
 		idleTO       = fs.Duration("idle-timeout", server.DefaultIdleTimeout, "a keep-alive connection that has not begun its next request within this is closed")
 		sndbuf       = fs.Int("sndbuf", server.DefaultSndBuf, "SO_SNDBUF of every connection, bytes: bounds the kernel memory a client that stops reading holds (Linux doubles it; 0: the kernel's autotuning, up to 4 MiB)")
 		allowOrigin  = fs.String("allow-origin", "", "WebSocket origins allowed besides same-origin, comma separated, or * for any")
+		impl         = fs.String("impl", impls.Default, "implementation of -transport (see the list below); a library's is valid only with the transport it serves")
 		logLevel     = fs.String("log", "info", "log level: debug, info, warn or error")
 	)
 	usage := func() {
@@ -68,6 +70,7 @@ func run(args []string, stderr io.Writer) int {
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
+		printImpls(stderr)
 	}
 	fs.Usage = func() {} // parse errors are reported in one line below
 	fail := func(format string, a ...any) int {
@@ -99,6 +102,11 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if !slices.Contains(server.Transports, *transport) {
 		return fail("-transport must be one of %s, got %q", strings.Join(server.Transports, ", "), *transport)
+	}
+	if *impl != impls.Default {
+		if _, err := impls.Lookup(*impl, *transport); err != nil {
+			return fail("-%v", err)
+		}
 	}
 	if !(*rate > 0 && *rate <= feed.MaxRate) {
 		return fail("-rate must be > 0 and <= %g ticks/s, got %g", feed.MaxRate, *rate)
@@ -146,7 +154,7 @@ func run(args []string, stderr io.Writer) int {
 		Transport: *transport,
 		Feed:      feed.Config{Seed: *seed, Symbols: *symbols, Rate: *rate, History: *history},
 		Retry:     *retry, Heartbeat: *heartbeat, Ping: *ping, WriteTimeout: *writeTimeout,
-		MaxConns: *maxConns, AllowOrigin: origins, Logger: log,
+		MaxConns: *maxConns, AllowOrigin: origins, Impl: *impl, Logger: log,
 	})
 	if err != nil {
 		return fail("%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "server: "), "feed: "))
@@ -160,15 +168,23 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "server: listen: %v\n", err)
 		return 1
 	}
+	var hs interface {
+		Serve(net.Listener) error
+		Shutdown(context.Context) error
+		Close() error
+	}
 	hs, limited := srv.HTTP(ln, server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
 		HeaderTimeout: *headerTO, IdleTimeout: *idleTO})
+	if eng := srv.Engine(); eng != nil { // the library's own network loop serves every path
+		hs, limited = eng, ln
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	feedDone := make(chan error, 1)
 	go func() { feedDone <- srv.Run(ctx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- hs.Serve(limited) }()
-	log.Info("serving", "addr", ln.Addr().String(), "transport", *transport, "seed", *seed,
+	log.Info("serving", "addr", ln.Addr().String(), "transport", *transport, "impl", *impl, "seed", *seed,
 		"symbols", *symbols, "rate", *rate, "history", *history)
 
 	code := 0
@@ -196,4 +212,17 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return code
+}
+
+// printImpls lists the implementations -impl accepts, per transport.
+func printImpls(w io.Writer) {
+	fmt.Fprintf(w, "\nImplementations (-impl NAME with its -transport):\n")
+	for _, i := range impls.List() {
+		lib := i.Library
+		if lib == "" {
+			lib = "net/http"
+		}
+		fmt.Fprintf(w, "  %-5s %-12s %s %s\n        %s; supports: %s; deliveries counted: %s\n",
+			i.Transport, i.Name, lib, i.Version(), i.Pattern, i.SupportsString(), i.Deliveries)
+	}
 }
