@@ -168,12 +168,13 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Impl() impls.Impl { return s.impl }
 
 // Engine is the network loop of an implementation that brings its own
-// (nbio), serving this server; nil means net/http's (see HTTP).
-func (s *Server) Engine() host.Engine {
+// (nbio), serving this server with SO_SNDBUF sndbuf on every connection
+// (0: the kernel's autotuning); nil means net/http's (see HTTP).
+func (s *Server) Engine(sndbuf int) host.Engine {
 	if s.impl.NewEngine == nil {
 		return nil
 	}
-	return s.impl.NewEngine(s)
+	return s.impl.NewEngine(s, sndbuf)
 }
 
 // Feed is the server's feed.

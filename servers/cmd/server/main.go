@@ -175,7 +175,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	hs, limited := srv.HTTP(ln, server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
 		HeaderTimeout: *headerTO, IdleTimeout: *idleTO})
-	if eng := srv.Engine(); eng != nil { // the library's own network loop serves every path
+	if eng := srv.Engine(*sndbuf); eng != nil { // the library's own network loop serves every path
 		hs, limited = eng, ln
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

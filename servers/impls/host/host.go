@@ -65,10 +65,21 @@ type Service interface {
 
 // Engine serves the whole process in place of net/http's server, for a
 // library with its own network loop: Serve blocks until Shutdown or Close.
+// Built with the server's SO_SNDBUF (0: the kernel's autotuning), which it
+// sets on every connection it accepts, as net/http's listener does.
 type Engine interface {
 	Serve(ln net.Listener) error
 	Shutdown(ctx context.Context) error
 	Close() error
+}
+
+// NoWriteDeadline lifts the deadline net/http's server puts on a whole
+// response (http.Server.WriteTimeout, which this project's handlers move
+// before each write): a library that writes a stream without deadlines
+// would otherwise have every stream cut after that long, a limit that is
+// ours and not the library's.
+func NoWriteDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 }
 
 // Follow calls publish with every batch of ticks the feed publishes after

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	sse "github.com/tmaxmax/go-sse"
@@ -38,6 +39,10 @@ type Service struct {
 	env host.Env
 	srv *sse.Server
 	all []string // topics of a subscription without a filter
+
+	mu      sync.Mutex
+	closing bool           // Run is shutting Joe down: no new session
+	active  sync.WaitGroup // sessions in ServeHTTP
 }
 
 // New builds the server with a replayer of -history events.
@@ -87,9 +92,24 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.active.Add(1)
+	s.mu.Unlock()
+	defer s.active.Done()
 	s.env.Metrics.Open.Inc()
 	defer s.env.Metrics.Open.Dec()
-	s.srv.ServeHTTP(w, r)
+	host.NoWriteDeadline(w)
+	// The session ends when the client leaves or the server shuts down:
+	// Joe then unsubscribes it, after which it never writes to w again.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.env.Shutdown, cancel)()
+	s.srv.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // Run publishes every tick to its symbol's topic and the default topic
@@ -103,6 +123,21 @@ func (s *Service) Run(ctx context.Context) error {
 			_ = s.srv.Publish(msg, names[f.Sym], sse.DefaultTopic) // fails only once shut down
 		}
 	}, nil)
+	// Sessions unsubscribe first: once Joe is shut down, a session that
+	// ends returns at once, while Joe may still be writing to it (a write
+	// to a finished response). Joe may be stuck on a stalled client, so
+	// the wait is bounded.
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	drained := make(chan struct{})
+	go func() { s.active.Wait(); close(drained) }()
+	timer := time.NewTimer(shutdownWait)
+	defer timer.Stop()
+	select {
+	case <-drained:
+	case <-timer.C:
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
 	defer cancel()
 	if err := s.srv.Shutdown(sctx); err != nil {

@@ -55,6 +55,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	s.env.Metrics.Open.Inc()
 	defer s.env.Metrics.Open.Dec()
+	host.NoWriteDeadline(w)
 	r2 := r.Clone(r.Context())
 	q := r2.URL.Query()
 	q.Set("stream", Stream)

@@ -130,16 +130,36 @@ func (s *Service) Run(ctx context.Context) error {
 // Engine serves the process with nbio's engine.
 type Engine struct {
 	handler http.Handler
+	sndbuf  int
 	mu      sync.Mutex
 	eng     *nbhttp.Engine
 	stopped chan struct{}
 	once    sync.Once
 }
 
-// NewEngine returns an engine that will serve h.
-func NewEngine(h http.Handler) host.Engine {
+// NewEngine returns an engine that will serve h, with SO_SNDBUF sndbuf on
+// every connection (0: the kernel's).
+func NewEngine(h http.Handler, sndbuf int) host.Engine {
 	logging.SetLevel(logging.LevelError) // nbio logs every start and stop at INFO
-	return &Engine{handler: h, stopped: make(chan struct{})}
+	return &Engine{handler: h, sndbuf: sndbuf, stopped: make(chan struct{})}
+}
+
+// sndbufListener sets SO_SNDBUF on every accepted connection and hands
+// nbio the *net.TCPConn itself, which nbio takes over.
+type sndbufListener struct {
+	net.Listener
+	sndbuf int
+}
+
+func (l sndbufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok && l.sndbuf > 0 {
+		_ = tc.SetWriteBuffer(l.sndbuf) // best effort, as net/http's listener
+	}
+	return c, nil
 }
 
 // Serve starts nbio on ln and blocks until Shutdown or Close.
@@ -153,7 +173,7 @@ func (e *Engine) Serve(ln net.Listener) error {
 	}
 	e.eng = nbhttp.NewEngine(nbhttp.Config{
 		Network: "tcp", Addrs: []string{ln.Addr().String()},
-		Listen:                  func(string, string) (net.Listener, error) { return ln, nil },
+		Listen:                  func(string, string) (net.Listener, error) { return sndbufListener{ln, e.sndbuf}, nil },
 		Handler:                 e.handler,
 		ReleaseWebsocketPayload: true,
 		MaxWriteBufferSize:      MaxWriteBufferSize,
