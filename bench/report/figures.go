@@ -70,9 +70,16 @@ type Figures struct {
 	// The side process (network proxy), when the run had one: its CPU
 	// per 1,000 ticks the clients received, and its share of one core.
 	SideCPUPer1k, SideCPUShare Num
-	Saturated, Incorrect       bool
-	SideSaturated              bool   `json:",omitempty"`
-	Why                        string `json:",omitempty"` // what made the run incorrect
+	// Implementations (the impls table): the share of the ticks owed
+	// that arrived (once), in percent; and whether CPUPer1k counts the
+	// deliveries the clients received because the server's implementation
+	// cannot count its own (pushbench_deliveries_total stayed 0).
+	Delivered           Num
+	CPUPer1kFromClients bool `json:",omitempty"`
+
+	Saturated, Incorrect bool
+	SideSaturated        bool   `json:",omitempty"`
+	Why                  string `json:",omitempty"` // what made the run incorrect
 }
 
 // MinCPUSeconds is the least server CPU time a window must show for CPU
@@ -165,6 +172,16 @@ func Derive(run *Run) Figures {
 			}
 		}
 	}
+	// Implementations: delivered share, and CPU per delivery from the
+	// clients' count where the server's library hides its writes.
+	if c.Expected > 0 {
+		f.Delivered = Num(100 * float64(c.Received-c.Duplicates) / float64(c.Expected))
+	}
+	if srv.Deliveries == 0 && res.MsgsPerSec > 0 && srv.CPUSeconds >= MinCPUSeconds && srv.WindowSeconds > 0 {
+		f.CPUPer1k = Num(srv.CPUSeconds * 1000 / (res.MsgsPerSec * srv.WindowSeconds) * 1000)
+		f.CPUPer1kFromClients = true
+	}
+
 	why := c.Faults()
 	f.Incorrect = len(why) > 0
 	f.Why = strings.Join(why, ", ")
@@ -178,7 +195,7 @@ func (f *Figures) nums() []*Num {
 		&f.Missing, &f.Duplicates, &f.OutOfOrder, &f.Wrong, &f.Gaps, &f.Reconnects, &f.Failures,
 		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
 		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100,
-		&f.SideCPUPer1k, &f.SideCPUShare}
+		&f.SideCPUPer1k, &f.SideCPUShare, &f.Delivered}
 }
 
 // Metric describes one figure for the tables, the charts, the benchmark
@@ -278,10 +295,15 @@ var (
 	MetricServerB    = Metric{Key: "server_bytes_per_tick", Bench: "server-B/tick", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.ServerBytesPerTick }}
 )
 
+// MetricDelivered is the impls table's share of owed ticks delivered.
+var MetricDelivered = Metric{Key: "delivered_pct", Header: "delivered %", Name: "share of owed ticks delivered", Unit: "%",
+	Prec: 1, Bench: "delivered-%", BenchX: 1, Get: func(f *Figures) Num { return f.Delivered }}
+
 // AllMetrics lists every metric that is summarised.
 var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, MetricReach99, MetricReach100, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
 	MetricMsgs, MetricBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
-	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare}
+	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare,
+	MetricDelivered}
 
 // Columns lists the metric columns of a scenario's table. The delivery
 // correctness column (missing/dup/gap) and the notes are added by the table.

@@ -207,7 +207,9 @@ func Findings(r *Report) []string {
 // polling's latency, a library that kept up or not), stated when it holds
 // and when it does not. A table without an entry gets only the generic
 // comparisons.
-var TableFindings = map[string]func(r *Report, sec Section) []string{}
+var TableFindings = map[string]func(r *Report, sec Section) []string{
+	ImplsTable: implsFindings,
+}
 
 type entry struct {
 	label string
