@@ -48,7 +48,7 @@ type Impl struct {
 	New func(host.Env) (host.Service, error)
 	// NewEngine, when set, serves the whole process in place of net/http:
 	// the library's endpoint works only under its own engine.
-	NewEngine func(h http.Handler, sndbuf int) host.Engine
+	NewEngine func(h http.Handler, lim host.EngineLimits) host.Engine
 }
 
 // Has reports whether the implementation supports f.

@@ -69,11 +69,12 @@ func start(t *testing.T, im impls.Impl, cfg server.Config) *running {
 	}
 	var hs host.Engine
 	var l net.Listener = ln
-	if eng := srv.Engine(server.DefaultSndBuf); eng != nil {
+	lim := server.Limits{Conns: 1000, Reserve: 10, SndBuf: server.DefaultSndBuf}
+	if eng := srv.Engine(lim); eng != nil {
 		hs = eng
 	} else {
 		var h *http.Server
-		h, l = srv.HTTP(ln, server.Limits{Conns: 1000, Reserve: 10, SndBuf: server.DefaultSndBuf})
+		h, l = srv.HTTP(ln, lim)
 		hs = h
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -168,13 +168,19 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Impl() impls.Impl { return s.impl }
 
 // Engine is the network loop of an implementation that brings its own
-// (nbio), serving this server with SO_SNDBUF sndbuf on every connection
-// (0: the kernel's autotuning); nil means net/http's (see HTTP).
-func (s *Server) Engine(sndbuf int) host.Engine {
+// (nbio), serving this server within lim (SO_SNDBUF on every connection;
+// at most Conns+Reserve open, but no reserve kept for /healthz and
+// /metrics: the library has no such distinction); nil means net/http's
+// (see HTTP).
+func (s *Server) Engine(lim Limits) host.Engine {
 	if s.impl.NewEngine == nil {
 		return nil
 	}
-	return s.impl.NewEngine(s, sndbuf)
+	maxConns := 0
+	if lim.Conns > 0 {
+		maxConns = lim.Conns + max(lim.Reserve, 0)
+	}
+	return s.impl.NewEngine(s, host.EngineLimits{SndBuf: lim.SndBuf, MaxConns: maxConns})
 }
 
 // Feed is the server's feed.

@@ -173,9 +173,10 @@ func run(args []string, stderr io.Writer) int {
 		Shutdown(context.Context) error
 		Close() error
 	}
-	hs, limited := srv.HTTP(ln, server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
-		HeaderTimeout: *headerTO, IdleTimeout: *idleTO})
-	if eng := srv.Engine(*sndbuf); eng != nil { // the library's own network loop serves every path
+	limits := server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
+		HeaderTimeout: *headerTO, IdleTimeout: *idleTO}
+	hs, limited := srv.HTTP(ln, limits)
+	if eng := srv.Engine(limits); eng != nil { // the library's own network loop serves every path
 		hs, limited = eng, ln
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -65,8 +65,8 @@ type Service interface {
 
 // Engine serves the whole process in place of net/http's server, for a
 // library with its own network loop: Serve blocks until Shutdown or Close.
-// Built with the server's SO_SNDBUF (0: the kernel's autotuning), which it
-// sets on every connection it accepts, as net/http's listener does.
+// It is built with EngineLimits, which it applies to the connections it
+// accepts as far as the library lets it.
 type Engine interface {
 	Serve(ln net.Listener) error
 	Shutdown(ctx context.Context) error
@@ -80,6 +80,14 @@ type Engine interface {
 // ours and not the library's.
 func NoWriteDeadline(w http.ResponseWriter) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+}
+
+// EngineLimits are the server's connection limits for an Engine.
+type EngineLimits struct {
+	SndBuf int // SO_SNDBUF of every connection; 0: the kernel's autotuning
+	// MaxConns bounds open connections so that accept never runs out of
+	// descriptors; 0: the library's default.
+	MaxConns int
 }
 
 // Follow calls publish with every batch of ticks the feed publishes after

@@ -130,18 +130,18 @@ func (s *Service) Run(ctx context.Context) error {
 // Engine serves the process with nbio's engine.
 type Engine struct {
 	handler http.Handler
-	sndbuf  int
+	lim     host.EngineLimits
 	mu      sync.Mutex
 	eng     *nbhttp.Engine
 	stopped chan struct{}
 	once    sync.Once
 }
 
-// NewEngine returns an engine that will serve h, with SO_SNDBUF sndbuf on
-// every connection (0: the kernel's).
-func NewEngine(h http.Handler, sndbuf int) host.Engine {
+// NewEngine returns an engine that will serve h within lim: SO_SNDBUF on
+// every connection, and nbio's MaxLoad (it closes connections past it).
+func NewEngine(h http.Handler, lim host.EngineLimits) host.Engine {
 	logging.SetLevel(logging.LevelError) // nbio logs every start and stop at INFO
-	return &Engine{handler: h, sndbuf: sndbuf, stopped: make(chan struct{})}
+	return &Engine{handler: h, lim: lim, stopped: make(chan struct{})}
 }
 
 // sndbufListener sets SO_SNDBUF on every accepted connection and hands
@@ -173,7 +173,8 @@ func (e *Engine) Serve(ln net.Listener) error {
 	}
 	e.eng = nbhttp.NewEngine(nbhttp.Config{
 		Network: "tcp", Addrs: []string{ln.Addr().String()},
-		Listen:                  func(string, string) (net.Listener, error) { return sndbufListener{ln, e.sndbuf}, nil },
+		Listen:                  func(string, string) (net.Listener, error) { return sndbufListener{ln, e.lim.SndBuf}, nil },
+		MaxLoad:                 e.lim.MaxConns,
 		Handler:                 e.handler,
 		ReleaseWebsocketPayload: true,
 		MaxWriteBufferSize:      MaxWriteBufferSize,
