@@ -21,6 +21,7 @@ import (
 	"github.com/pushbench/pushbench/internal/rlimit"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/impls"
+	"github.com/pushbench/pushbench/servers/impls/host"
 	"github.com/pushbench/pushbench/servers/server"
 	"github.com/pushbench/pushbench/servers/sse"
 	"github.com/pushbench/pushbench/servers/ws"
@@ -168,11 +169,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "server: listen: %v\n", err)
 		return 1
 	}
-	var hs interface {
-		Serve(net.Listener) error
-		Shutdown(context.Context) error
-		Close() error
-	}
+	var hs host.Engine // net/http's server, or the implementation's own loop
 	limits := server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
 		HeaderTimeout: *headerTO, IdleTimeout: *idleTO}
 	hs, limited := srv.HTTP(ln, limits)
