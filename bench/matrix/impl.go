@@ -81,7 +81,7 @@ func ImplsTable(sc Scale) Table {
 		Dims:       map[string][]string{report.DimImpl: d.Names()},
 		Rate:       100, Duration: time.Second, Warmup: 500 * time.Millisecond, Repeat: 2,
 		Columns: []string{report.MetricDelivered.Key, report.MetricP50.Key, report.MetricP99.Key, report.MetricRSS.Key,
-			report.MetricCPU.Key, report.MetricGoroutines.Key, report.MetricGrowth.Key},
+			report.MetricCPU.Key, report.MetricGoroutines.Key, report.MetricGrowth.Key, report.MetricStalledDropped.Key},
 	}
 	if sc.Full {
 		t.Scenarios = append(t.Scenarios, report.Churn)

@@ -74,8 +74,10 @@ type Figures struct {
 	// that arrived (once), in percent; and whether CPUPer1k counts the
 	// deliveries the clients received because the server's implementation
 	// cannot count its own (pushbench_deliveries_total stayed 0).
-	Delivered           Num
-	CPUPer1kFromClients bool `json:",omitempty"`
+	// StalledDropped is the share of the stalled clients (slow scenario)
+	// the server had dropped by the end of the run, in percent.
+	Delivered, StalledDropped Num
+	CPUPer1kFromClients       bool `json:",omitempty"`
 
 	Saturated, Incorrect bool
 	SideSaturated        bool   `json:",omitempty"`
@@ -177,6 +179,9 @@ func Derive(run *Run) Figures {
 	if c.Expected > 0 {
 		f.Delivered = Num(100 * float64(c.Received-c.Duplicates) / float64(c.Expected))
 	}
+	if sl := res.Slow; sl.Stalled > 0 {
+		f.StalledDropped = Num(100 * float64(sl.Dropped) / float64(sl.Stalled))
+	}
 	if srv.Deliveries == 0 && res.MsgsPerSec > 0 && srv.CPUSeconds >= MinCPUSeconds && srv.WindowSeconds > 0 {
 		f.CPUPer1k = Num(srv.CPUSeconds * 1000 / (res.MsgsPerSec * srv.WindowSeconds) * 1000)
 		f.CPUPer1kFromClients = true
@@ -195,7 +200,7 @@ func (f *Figures) nums() []*Num {
 		&f.Missing, &f.Duplicates, &f.OutOfOrder, &f.Wrong, &f.Gaps, &f.Reconnects, &f.Failures,
 		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
 		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100,
-		&f.SideCPUPer1k, &f.SideCPUShare, &f.Delivered}
+		&f.SideCPUPer1k, &f.SideCPUShare, &f.Delivered, &f.StalledDropped}
 }
 
 // Metric describes one figure for the tables, the charts, the benchmark
@@ -299,11 +304,15 @@ var (
 var MetricDelivered = Metric{Key: "delivered_pct", Header: "delivered %", Name: "share of owed ticks delivered", Unit: "%",
 	Prec: 1, Bench: "delivered-%", BenchX: 1, Get: func(f *Figures) Num { return f.Delivered }}
 
+// MetricStalledDropped is the share of stalled clients the server dropped.
+var MetricStalledDropped = Metric{Key: "stalled_dropped_pct", Header: "stalled dropped %", Name: "share of stalled clients dropped by the server",
+	Unit: "%", Prec: 0, Get: func(f *Figures) Num { return f.StalledDropped }}
+
 // AllMetrics lists every metric that is summarised.
 var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, MetricReach99, MetricReach100, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
 	MetricMsgs, MetricBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
 	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare,
-	MetricDelivered}
+	MetricDelivered, MetricStalledDropped}
 
 // Columns lists the metric columns of a scenario's table. The delivery
 // correctness column (missing/dup/gap) and the notes are added by the table.

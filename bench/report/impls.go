@@ -75,11 +75,15 @@ func implsFindings(r *Report, sec Section) []string {
 			if !d.Valid() {
 				continue
 			}
+			stalled := ""
+			if sd := c.Summary.Stat(MetricStalledDropped).Median; sd.Valid() {
+				stalled = fmt.Sprintf(", %s%% of the stalled clients dropped", MetricStalledDropped.Format(float64(sd)))
+			}
 			if float64(d) >= keptUp {
-				kept = append(kept, fmt.Sprintf("%s (p99 %s ms)", impl, MetricP99.Format(float64(c.Summary.Stat(MetricP99).Median))))
+				kept = append(kept, fmt.Sprintf("%s (p99 %s ms%s)", impl, MetricP99.Format(float64(c.Summary.Stat(MetricP99).Median)), stalled))
 				continue
 			}
-			behind = append(behind, fmt.Sprintf("%s delivered %s%%%s", impl, MetricDelivered.Format(float64(d)), why(c)))
+			behind = append(behind, fmt.Sprintf("%s delivered %s%%%s%s", impl, MetricDelivered.Format(float64(d)), why(c), stalled))
 		}
 		if len(kept) == 0 && len(behind) == 0 {
 			continue

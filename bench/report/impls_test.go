@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushbench/pushbench/loadgen/result"
 )
 
 // implsReport is a report of the impls table: sse by pushbench (keeps up),
@@ -37,6 +39,7 @@ func implsReport(t *testing.T) *Report {
 	add("sse", "nethttp", func(run *Run) {
 		run.Result.Counts.Received, run.Result.Counts.Missing = 600, 400
 		run.Result.Failures = map[string]int64{"dropped_closed": 700}
+		run.Result.Slow = result.Slow{Stalled: 200, Dropped: 50, Open: 150}
 		run.Server.RSSGrowthBytes = 200 << 20
 	})
 	add("ws", "pushbench", nil)
@@ -54,11 +57,16 @@ func TestImplsFindings(t *testing.T) {
 	for _, want := range []string{
 		"sse at 2000 clients: kept up (≥ 99.5% delivered): pushbench (p99",
 		"go-sse delivered 40.0% (900 streams stayed open but stopped delivering (a stalled broadcast))",
-		"nethttp delivered 60.0% (700 streams failed or were dropped, server memory grew 200.0 MiB during the run)",
+		"nethttp delivered 60.0% (700 streams failed or were dropped, server memory grew 200.0 MiB during the run), 25% of the stalled clients dropped",
 		"ws at 2000 clients: kept up (≥ 99.5% delivered): pushbench",
 	} {
 		if !strings.Contains(f, want) {
 			t.Errorf("findings lack %q:\n%s", want, f)
+		}
+	}
+	for _, c := range r.Cells {
+		if d := c.Runs[0].Figures.StalledDropped; c.Dims.Impl == "nethttp" && d != 25 || c.Dims.Impl != "nethttp" && d.Valid() {
+			t.Errorf("%s: stalled dropped %v", c.Dims.Impl, d)
 		}
 	}
 	// CPU per delivery falls back on the clients' count where the server
