@@ -49,9 +49,9 @@ func implsCharts(r *Report, format string) []Chart {
 
 // implsFindings names, per transport and client count of a section, the
 // implementations that kept up and those that did not, with the reason
-// where the data shows one: streams that failed or were dropped, a
-// broadcast that stalled (streams open, ticks not arriving), memory that
-// grew without bound.
+// where the data shows one: streams that failed or were dropped, streams
+// left open behind (a stalled broadcast, or a server short of CPU: the
+// saturation flags tell which), memory that grew.
 func implsFindings(r *Report, sec Section) []string {
 	type key struct {
 		transport string
@@ -120,7 +120,7 @@ func why(c *Cell) string {
 		reasons = append(reasons, fmt.Sprintf("%d streams failed or were dropped", failed))
 	}
 	if stalled > 0 && failed == 0 {
-		reasons = append(reasons, fmt.Sprintf("%d streams stayed open but stopped delivering (a stalled broadcast)", stalled))
+		reasons = append(reasons, fmt.Sprintf("%d streams stayed open but had not caught up by the end", stalled))
 	} else if missing > 0 && failed == 0 {
 		reasons = append(reasons, fmt.Sprintf("%d ticks never arrived on open streams", missing))
 	}

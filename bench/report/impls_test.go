@@ -56,7 +56,7 @@ func TestImplsFindings(t *testing.T) {
 	f := strings.Join(Findings(r), "\n")
 	for _, want := range []string{
 		"sse at 2000 clients: kept up (≥ 99.5% delivered): pushbench (p99",
-		"go-sse delivered 40.0% (900 streams stayed open but stopped delivering (a stalled broadcast))",
+		"go-sse delivered 40.0% (900 streams stayed open but had not caught up by the end)",
 		"nethttp delivered 60.0% (700 streams failed or were dropped, server memory grew 200.0 MiB during the run), 25% of the stalled clients dropped",
 		"ws at 2000 clients: kept up (≥ 99.5% delivered): pushbench",
 	} {
