@@ -2,7 +2,7 @@
 # `make bench` runs the comparison; `make test` runs every test.
 GO      ?= go
 BIN     := bin
-PROGS   := server loadgen bench
+PROGS   := server loadgen bench netshape
 FUZZTIME ?= 10s
 
 .PHONY: all build test vet race fuzz bench bench-full gobench fmt clean
@@ -13,6 +13,7 @@ build:
 	$(GO) build -o $(BIN)/server ./servers/cmd/server
 	$(GO) build -o $(BIN)/loadgen ./loadgen/cmd/loadgen
 	$(GO) build -o $(BIN)/bench ./bench/cmd/bench
+	$(GO) build -o $(BIN)/netshape ./network/cmd/netshape
 
 vet:
 	$(GO) vet ./...

@@ -6,9 +6,11 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pushbench/pushbench/loadgen/reach"
 	"github.com/pushbench/pushbench/loadgen/result"
+	"github.com/pushbench/pushbench/network"
 )
 
 // Num is a figure that may be missing. Missing is NaN in memory and null in
@@ -70,6 +72,15 @@ type Figures struct {
 	// The side process (network proxy), when the run had one: its CPU
 	// per 1,000 ticks the clients received, and its share of one core.
 	SideCPUPer1k, SideCPUShare Num
+	Saturated, Incorrect       bool
+	SideSaturated              bool   `json:",omitempty"`
+	Why                        string `json:",omitempty"` // what made the run incorrect
+
+	// Network: the latency minus the network profile's one-way delay
+	// (half its RTT), what the transport adds on top of the distance; the
+	// same as P50 and P99 on loopback.
+	P50OverOneWay, P99OverOneWay Num
+
 	// Implementations (the impls table): the share of the ticks owed
 	// that arrived (once), in percent; and whether CPUPer1k counts the
 	// deliveries the clients received because the server's implementation
@@ -78,10 +89,6 @@ type Figures struct {
 	// the server had dropped by the end of the run, in percent.
 	Delivered, StalledDropped Num
 	CPUPer1kFromClients       bool `json:",omitempty"`
-
-	Saturated, Incorrect bool
-	SideSaturated        bool   `json:",omitempty"`
-	Why                  string `json:",omitempty"` // what made the run incorrect
 }
 
 // MinCPUSeconds is the least server CPU time a window must show for CPU
@@ -174,6 +181,11 @@ func Derive(run *Run) Figures {
 			}
 		}
 	}
+	if prof, err := network.Parse(run.Dims.Network); err == nil && res.Latency.Count > 0 {
+		ow := float64(prof.OneWay()) / float64(time.Millisecond)
+		f.P50OverOneWay, f.P99OverOneWay = f.P50-Num(ow), f.P99-Num(ow)
+	}
+
 	// Implementations: delivered share, and CPU per delivery from the
 	// clients' count where the server's library hides its writes.
 	if c.Expected > 0 {
@@ -200,7 +212,7 @@ func (f *Figures) nums() []*Num {
 		&f.Missing, &f.Duplicates, &f.OutOfOrder, &f.Wrong, &f.Gaps, &f.Reconnects, &f.Failures,
 		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
 		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100,
-		&f.SideCPUPer1k, &f.SideCPUShare, &f.Delivered, &f.StalledDropped}
+		&f.SideCPUPer1k, &f.SideCPUShare, &f.P50OverOneWay, &f.P99OverOneWay, &f.Delivered, &f.StalledDropped}
 }
 
 // Metric describes one figure for the tables, the charts, the benchmark
@@ -294,6 +306,12 @@ var (
 		Bench: "proxy-cpu-ns/tick", BenchX: 1000, Lower: true, Get: func(f *Figures) Num { return f.SideCPUPer1k }}
 	MetricSideShare = Metric{Key: "proxy_cpu_share", Header: "proxy core %", Name: "proxy's share of its core", Unit: "%", Div: 0.01, Prec: 0,
 		Bench: "proxy-core-share", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.SideCPUShare }}
+	// Network figures (the networks table).
+	MetricP50OverOneWay = Metric{Key: "p50_over_one_way_ms", Header: "p50 − one-way ms", Name: "median latency minus the one-way delay", Prec: 2,
+		Bench: "p50-over-one-way-ns", Get: func(f *Figures) Num { return f.P50OverOneWay }}.duration()
+	MetricP99OverOneWay = Metric{Key: "p99_over_one_way_ms", Header: "p99 − one-way ms", Name: "p99 latency minus the one-way delay", Prec: 2,
+		Bench: "p99-over-one-way-ns", Get: func(f *Figures) Num { return f.P99OverOneWay }}.duration()
+
 	MetricMissing    = Metric{Key: "missing", Bench: "missing", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Missing }}
 	MetricDuplicates = Metric{Key: "duplicates", Bench: "duplicates", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Duplicates }}
 	MetricGaps       = Metric{Key: "gaps", Bench: "gaps", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Gaps }}
@@ -312,7 +330,7 @@ var MetricStalledDropped = Metric{Key: "stalled_dropped_pct", Header: "stalled d
 var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, MetricReach99, MetricReach100, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
 	MetricMsgs, MetricBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
 	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare,
-	MetricDelivered, MetricStalledDropped}
+	MetricP50OverOneWay, MetricP99OverOneWay, MetricDelivered, MetricStalledDropped}
 
 // Columns lists the metric columns of a scenario's table. The delivery
 // correctness column (missing/dup/gap) and the notes are added by the table.

@@ -208,7 +208,9 @@ func Findings(r *Report) []string {
 // and when it does not. A table without an entry gets only the generic
 // comparisons.
 var TableFindings = map[string]func(r *Report, sec Section) []string{
-	ImplsTable: implsFindings,
+	NetworksTable:     networkFindings,
+	NetworkStormTable: networkFindings,
+	ImplsTable:        implsFindings,
 }
 
 type entry struct {

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -25,12 +26,17 @@ import (
 //	loadgen       requests URL/TRANSPORT once, waits warmup+duration,
 //	              writes a Result to -out
 //	loadgen-fail  exits 2 with a one-line error and writes nothing
+//	proxy         like bin/netshape: forwards -listen to -upstream, prints
+//	              "listening ADDR", exits 0 on SIGTERM; appends a line per
+//	              connection to $BENCH_FAKE_PROXY_LOG when set
 func fakeMain() {
 	switch mode := os.Getenv("BENCH_FAKE"); mode {
 	case "server", "server-crash":
 		os.Exit(fakeServer(mode == "server-crash"))
 	case "loadgen":
 		os.Exit(fakeLoadgen())
+	case "proxy":
+		os.Exit(fakeProxy())
 	case "loadgen-fail":
 		fmt.Fprintln(os.Stderr, "loadgen: -frobnicate: no such flag")
 		os.Exit(2)
@@ -122,5 +128,43 @@ func fakeLoadgen() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	return 0
+}
+
+// fakeProxy forwards every connection on -listen to -upstream, byte for
+// byte, until SIGTERM.
+func fakeProxy() int {
+	f := flags()
+	ln, err := net.Listen("tcp", f["listen"])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "netshape: %v\n", err)
+		return 1
+	}
+	logPath := os.Getenv("BENCH_FAKE_PROXY_LOG")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if logPath != "" {
+				if lf, err := os.OpenFile(logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+					fmt.Fprintln(lf, "accepted", c.RemoteAddr())
+					lf.Close()
+				}
+			}
+			up, err := net.Dial("tcp", f["upstream"])
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	fmt.Printf("listening %s\n", ln.Addr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM)
+	<-sig
 	return 0
 }

@@ -41,7 +41,7 @@ func fakeConfig(t *testing.T, server, loadgen string) Config {
 	})
 	race := "GORACE=atexit_sleep_ms=0" // a race-enabled helper otherwise lingers 1s at exit
 	return Config{
-		ServerBin: exe, LoadgenBin: exe,
+		ServerBin: exe, LoadgenBin: exe, NetshapeBin: exe,
 		Transports: []string{"sse", "shortpoll"}, Clients: []int{10, 100}, Scenarios: []string{report.Steady},
 		Repeat: 1, Duration: 300 * time.Millisecond, Rate: 100, Symbols: 16, Seed: 1,
 		SlowShare: 0.1, ChurnShare: 0.1, PollInterval: 100 * time.Millisecond,
@@ -304,4 +304,33 @@ func TestDefaultTablesBudget(t *testing.T) {
 		t.Errorf("the default tables are planned to take %s, over make bench's 10 minutes", total)
 	}
 	t.Logf("default tables: %d runs, about %s", len(r.Plan()), total.Round(time.Second))
+}
+
+// TestRunThroughProxy: a network value with a Proxy starts bin/netshape
+// (here the fake) with its flags, points the load generators at the address
+// it prints, samples it into Run.Side and stops it with the run.
+func TestRunThroughProxy(t *testing.T) {
+	cfg := fakeConfig(t, "server", "loadgen")
+	// The proxy inherits bench's environment; the server and load
+	// generators override BENCH_FAKE with their own.
+	t.Setenv("BENCH_FAKE", "proxy")
+	proxyLog := filepath.Join(t.TempDir(), "proxy.log")
+	t.Setenv("BENCH_FAKE_PROXY_LOG", proxyLog)
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := r.RunOne(context.Background(), Spec{Scenario: report.Steady, Transport: "sse", Dims: report.Dims{Network: "wan"}, Clients: 10, Repeat: 1})
+	if !run.OK() {
+		t.Fatalf("run through the proxy failed: %s", run.Error)
+	}
+	if run.Side == nil || run.Side.Name != "netshape wan" || run.Side.WindowSeconds <= 0 || run.Side.RSSBytes <= 0 {
+		t.Errorf("proxy figures %+v", run.Side)
+	}
+	if b, err := os.ReadFile(proxyLog); err != nil || !strings.Contains(string(b), "accepted") {
+		t.Errorf("the load generator did not go through the proxy: log %q, %v", b, err)
+	}
+	if !run.Figures.P50OverOneWay.Valid() || run.Figures.P50OverOneWay != run.Figures.P50-30 {
+		t.Errorf("p50 %v, over wan's 30 ms one-way %v", run.Figures.P50, run.Figures.P50OverOneWay)
+	}
 }

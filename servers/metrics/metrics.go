@@ -75,6 +75,9 @@ type Metrics struct {
 	// descriptor: net/http retries them, so they count retries, not clients.
 	AcceptErrors prometheus.Counter
 	transports   map[string]*Transport
+
+	// Answers are the answer workload's instruments (answer.go).
+	Answers *Answers
 }
 
 // New builds the instruments and registers them, with the Go and process
@@ -130,6 +133,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ConnsOpen, m.Refused, m.Deliveries, m.BytesWritten, m.Gaps, m.WriteErrors, m.Drops, m.PollRequests,
 		m.Accepted, m.AcceptErrors)
+	m.Answers = newAnswers(m.Registry)
 	return m
 }
 

@@ -5,15 +5,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/pushbench/pushbench/servers/answersrv"
 	"github.com/pushbench/pushbench/servers/metrics"
 )
 
 // Defaults of Limits, doubling as flag defaults.
 const (
-	// DefaultHeaderTimeout bounds reading a request's head. No endpoint
-	// takes a body, so this bounds reading the whole request.
+	// DefaultHeaderTimeout bounds reading a request's head. Only POST
+	// /answer takes a body (at most answer.MaxBody, read within
+	// answersrv.BodyTimeout), so this bounds reading every other request.
 	DefaultHeaderTimeout = 5 * time.Second
 	// DefaultIdleTimeout is how long a keep-alive connection may wait for
 	// its next request: long enough for a short poller asking every few
@@ -40,7 +43,7 @@ type Limits struct {
 	// the kernel's autotuning.
 	SndBuf int
 	// HeaderTimeout bounds reading a request (its head: a declared body is
-	// refused). Zero: DefaultHeaderTimeout.
+	// refused, but for POST /answer). Zero: DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that has not begun its
 	// next request. Zero: DefaultIdleTimeout.
@@ -57,7 +60,8 @@ type Limits struct {
 //
 // Reading a request is bounded by HeaderTimeout alone: a request that
 // declares a body is refused with 400 before anything reads it, so the head
-// is the whole request. http.Server.ReadTimeout is left unset because it
+// is the whole request; POST /answer alone reads its small body, under a
+// deadline of its own. http.Server.ReadTimeout is left unset because it
 // would bound nothing more. (It would not hurt held polls either: net/http
 // clears the read deadline when it starts its background read, and at a
 // hijack, checked with TestLongPollOutlivesReadBound and ReadTimeout set.)
@@ -86,7 +90,7 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 			if lc, ok := c.(*limitedConn); ok && lc.isReserve() {
 				return context.WithValue(ctx, reserveKey{}, true)
 			}
-			return ctx
+			return answersrv.ConnContext(ctx) // answers in flight per connection
 		},
 		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
@@ -97,12 +101,14 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 type reserveKey struct{}
 
 // front applies the connection rules before the endpoints: a request that
-// declares a body is refused (no endpoint reads one, and net/http would
-// otherwise wait for it, without a deadline, to reuse the connection), and
-// a reserve connection is served /healthz and /metrics only.
+// declares a body is refused (only POST /answer reads one, bounded and
+// under a deadline; net/http would otherwise wait for any other body,
+// without a deadline, to reuse the connection), and a reserve connection
+// is served /healthz and /metrics only.
 func (s *Server) front(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 { // Content-Length > 0, or -1: chunked
+		takesBody := r.Method == http.MethodPost && r.URL.Path == "/answer"
+		if r.ContentLength != 0 && !takesBody { // Content-Length > 0, or -1: chunked
 			refuseBody(w)
 			return
 		}
@@ -138,6 +144,9 @@ func transportOf(path string) string {
 		return metrics.WS
 	case "/poll":
 		return metrics.Poll
+	}
+	if path == "/answer" || strings.HasPrefix(path, "/answer/") {
+		return "answer"
 	}
 	return "any"
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pushbench/pushbench/servers/answersrv"
 	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/impls"
@@ -56,6 +57,9 @@ type Config struct {
 	// impls.Default is this project's own, the only one for "all".
 	Impl   string
 	Logger *slog.Logger
+	// Answer bounds the answer workload (/answer): its Limits, MaxInFlight,
+	// MaxPerConn, Retain and Idle are used; the server sets the rest.
+	Answer answersrv.Config
 }
 
 func (c *Config) defaults() {
@@ -89,6 +93,7 @@ func (c *Config) defaults() {
 type Server struct {
 	cfg     Config
 	feed    *feed.Feed
+	answers *answersrv.Service
 	metrics *metrics.Metrics
 	mux     *http.ServeMux
 
@@ -154,6 +159,14 @@ func New(cfg Config) (*Server, error) {
 		s.mux.Handle("/poll", &poll.Handler{Base: base(metrics.Poll, stream.NewBatchPool(poll.DefaultMax)),
 			Requests: s.metrics.PollRequests})
 	}
+	acfg := cfg.Answer
+	acfg.Transport, acfg.WriteTimeout, acfg.Ping, acfg.AllowOrigin = cfg.Transport, cfg.WriteTimeout, cfg.Ping, cfg.AllowOrigin
+	acfg.Metrics, acfg.Shutdown, acfg.Go, acfg.Logger = s.metrics.Answers, ctx, s.goConn, cfg.Logger
+	if s.answers, err = answersrv.New(acfg); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.mux.Handle("/answer", s.answers)
+	s.mux.Handle("/answer/", s.answers)
 	s.mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{Registry: s.metrics.Registry}))
 	s.mux.HandleFunc("/healthz", s.healthz)
 	web, err := fs.Sub(webFiles, "web")
@@ -186,6 +199,9 @@ func (s *Server) Engine(lim Limits) host.Engine {
 // Feed is the server's feed.
 func (s *Server) Feed() *feed.Feed { return s.feed }
 
+// Answers is the server's answer service.
+func (s *Server) Answers() *answersrv.Service { return s.answers }
+
 // Metrics are the server's instruments.
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
@@ -193,7 +209,8 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 // not serve answer 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Run publishes the feed until ctx is done or Shutdown is called.
+// Run publishes the feed and runs the answer service's janitor until ctx
+// is done or Shutdown is called.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
@@ -211,6 +228,12 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
+	janitorDone := make(chan struct{})
+	go func() {
+		defer close(janitorDone)
+		s.answers.Run(ctx)
+	}()
+	defer func() { cancel(); <-janitorDone }()
 	return s.feed.Run(ctx)
 }
 

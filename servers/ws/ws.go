@@ -95,15 +95,23 @@ func (h *Handler) init() {
 		HandshakeTimeout:  10 * time.Second,
 		EnableCompression: false,
 	}
-	if len(h.AllowOrigin) > 0 {
-		allowed := map[string]bool{}
-		for _, o := range h.AllowOrigin {
-			allowed[o] = true
-		}
-		h.upgrader.CheckOrigin = func(r *http.Request) bool {
-			origin := r.Header.Get("Origin")
-			return allowed["*"] || allowed[origin] || sameOrigin(origin, r.Host)
-		}
+	h.upgrader.CheckOrigin = CheckOrigin(h.AllowOrigin)
+}
+
+// CheckOrigin returns an Upgrader.CheckOrigin that allows the origins in
+// allow ("*": any) besides gorilla's same-origin check; with allow empty it
+// returns nil, which is gorilla's check.
+func CheckOrigin(allow []string) func(*http.Request) bool {
+	if len(allow) == 0 {
+		return nil
+	}
+	allowed := map[string]bool{}
+	for _, o := range allow {
+		allowed[o] = true
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		return allowed["*"] || allowed[origin] || sameOrigin(origin, r.Host)
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/pushbench/pushbench/bench/report"
 	"github.com/pushbench/pushbench/bench/runner"
 	"github.com/pushbench/pushbench/internal/rlimit"
+	"github.com/pushbench/pushbench/network"
 	"github.com/pushbench/pushbench/servers/feed"
 )
 
@@ -253,6 +254,12 @@ Flags:
 	if o.from != "" {
 		return o, nil // re-rendering needs no binaries
 	}
+	if o.serverBin, err = findBinary("server", *serverBin); err != nil {
+		return nil, err
+	}
+	if o.loadgenBin, err = findBinary("loadgen", *loadgenBin); err != nil {
+		return nil, err
+	}
 	for _, t := range o.tables {
 		for _, c := range t.Cells(runner.Applies) {
 			if setup, _ := matrix.Resolve(c.Dims, c.Transport); setup.Proxy != nil && o.netshape == "" {
@@ -261,12 +268,6 @@ Flags:
 				}
 			}
 		}
-	}
-	if o.serverBin, err = findBinary("server", *serverBin); err != nil {
-		return nil, err
-	}
-	if o.loadgenBin, err = findBinary("loadgen", *loadgenBin); err != nil {
-		return nil, err
 	}
 	return o, nil
 }
@@ -339,7 +340,11 @@ func selectTables(sc matrix.Scale, names string, set map[string]bool, dimFlags m
 		for dim, v := range dimFlags {
 			d, _ := matrix.DimensionNamed(dim)
 			var vals []string
-			for _, name := range strings.Split(v, ",") {
+			items := strings.Split(v, ",")
+			if dim == report.DimNetwork {
+				items = network.SplitList(v) // custom profiles have commas of their own
+			}
+			for _, name := range items {
 				name = strings.TrimSpace(name)
 				if _, err := d.Lookup(name); err != nil {
 					return nil, usagef("-%s: %v", map[string]string{report.DimProtocol: "protocols", report.DimNetwork: "networks", report.DimImpl: "impls"}[dim], err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,5 +240,27 @@ func TestServerCrashEndToEnd(t *testing.T) {
 	logs, _ := filepath.Glob(filepath.Join(out, "latest", "logs", "*.log"))
 	if len(logs) != 1 {
 		t.Errorf("logs %v", logs)
+	}
+}
+
+// TestNetworksFlagTakesCustomProfiles: -networks keeps a custom profile's
+// own commas (rtt=80ms,jitter=10ms is one profile, not two) and applies the
+// list to the tables that vary the network.
+func TestNetworksFlagTakesCustomProfiles(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags([]string{"-server", exe, "-loadgen", exe, "-netshape", exe, "-networks", "loopback,rtt=80ms,jitter=10ms,wan"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.tables) == 0 {
+		t.Fatal("no table selected")
+	}
+	for _, tb := range o.tables {
+		if got := strings.Join(tb.Dims[report.DimNetwork], " "); got != "loopback rtt=80ms,jitter=10ms wan" {
+			t.Errorf("table %s: networks %q", tb.Name, got)
+		}
 	}
 }

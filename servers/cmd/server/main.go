@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/pushbench/pushbench/internal/rlimit"
+	"github.com/pushbench/pushbench/servers/answer"
+	"github.com/pushbench/pushbench/servers/answersrv"
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/impls"
 	"github.com/pushbench/pushbench/servers/impls/host"
@@ -62,9 +64,19 @@ func run(args []string, stderr io.Writer) int {
 		allowOrigin  = fs.String("allow-origin", "", "WebSocket origins allowed besides same-origin, comma separated, or * for any")
 		impl         = fs.String("impl", impls.Default, "implementation of -transport (see the list below); a library's is valid only with the transport it serves")
 		logLevel     = fs.String("log", "info", "log level: debug, info, warn or error")
+
+		ansTokens   = fs.Int("answer-max-tokens", answer.DefaultMaxTokens, "largest tokens (chunks) an answer request may ask for")
+		ansRate     = fs.Float64("answer-max-rate", answer.DefaultMaxRate, "largest rate (chunks/s) an answer request may ask for")
+		ansThink    = fs.Duration("answer-max-think", answer.DefaultMaxThink, "longest think (time before the first chunk) an answer request may ask for")
+		ansDuration = fs.Duration("answer-max-duration", answer.DefaultMaxDuration, "longest answer: think + (tokens-1)/rate; longer requests get 400")
+		ansInFlight = fs.Int("answer-max-inflight", answersrv.DefaultMaxInFlight, "answers in flight in the server (SSE, WebSocket and polling together); past it 503 or a WebSocket error message")
+		ansPerConn  = fs.Int("answer-max-per-conn", answersrv.DefaultMaxPerConn, "answers in flight per WebSocket session or HTTP connection (polling answers count against -answer-max-inflight only)")
+		ansRetain   = fs.Duration("answer-retain", answersrv.DefaultRetain, "how long an SSE or polling answer stays resumable after its last chunk was due; then GET /answer/{id} is 404")
+		ansIdle     = fs.Duration("answer-idle", answersrv.DefaultIdle, "a polling answer nobody polls for this long gives its slot back")
 	)
 	usage := func() {
-		fmt.Fprintf(stderr, "Usage: server [flags]\n\nServes the pushbench feed per PROTOCOL.md on /sse, /ws, /poll, /metrics, /healthz and / (demo page).\n"+
+		fmt.Fprintf(stderr, "Usage: server [flags]\n\nServes the pushbench feed per PROTOCOL.md on /sse, /ws, /poll, /metrics, /healthz and / (demo page),\n"+
+			"and answer streams on /answer (POST: SSE or polling by Accept; GET with Upgrade: WebSocket) and /answer/{id}.\n"+
 			"Open connections are bounded at the open-files limit minus %d; %d more are accepted that may only ask /healthz\n"+
 			"and /metrics (anything else gets 503 with Retry-After), and past those a connection is closed at once.\n\nFlags:\n",
 			server.FDReserve, server.ReserveConns)
@@ -96,7 +108,8 @@ func run(args []string, stderr io.Writer) int {
 		name string
 		v    time.Duration
 	}{{"heartbeat", *heartbeat}, {"retry", *retry}, {"ping", *ping}, {"write-timeout", *writeTimeout},
-		{"header-timeout", *headerTO}, {"idle-timeout", *idleTO}} {
+		{"header-timeout", *headerTO}, {"idle-timeout", *idleTO}, {"answer-max-duration", *ansDuration},
+		{"answer-retain", *ansRetain}, {"answer-idle", *ansIdle}} {
 		if d.v <= 0 {
 			return fail("-%s must be a positive duration, got %v", d.name, d.v)
 		}
@@ -123,6 +136,13 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if *sndbuf != 0 && (*sndbuf < minSndBuf || *sndbuf > maxSndBuf) {
 		return fail("-sndbuf must be 0 or %d..%d bytes, got %d", minSndBuf, maxSndBuf, *sndbuf)
+	}
+	if *ansThink < 0 {
+		return fail("-answer-max-think must be >= 0, got %v", *ansThink)
+	}
+	if *ansTokens < 1 || !(*ansRate > 0) || *ansInFlight < 1 || *ansPerConn < 1 {
+		return fail("-answer-max-tokens, -answer-max-rate, -answer-max-inflight and -answer-max-per-conn must be positive, got %d, %g, %d, %d",
+			*ansTokens, *ansRate, *ansInFlight, *ansPerConn)
 	}
 	if _, _, err := net.SplitHostPort(*addr); err != nil {
 		return fail("-addr must be host:port, got %q", *addr)
@@ -156,6 +176,10 @@ func run(args []string, stderr io.Writer) int {
 		Feed:      feed.Config{Seed: *seed, Symbols: *symbols, Rate: *rate, History: *history},
 		Retry:     *retry, Heartbeat: *heartbeat, Ping: *ping, WriteTimeout: *writeTimeout,
 		MaxConns: *maxConns, AllowOrigin: origins, Impl: *impl, Logger: log,
+		Answer: answersrv.Config{
+			Limits:      answer.Limits{MaxTokens: *ansTokens, MaxRate: *ansRate, MaxThink: *ansThink, MaxDuration: *ansDuration},
+			MaxInFlight: *ansInFlight, MaxPerConn: *ansPerConn, Retain: *ansRetain, Idle: *ansIdle,
+		},
 	})
 	if err != nil {
 		return fail("%s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "server: "), "feed: "))
