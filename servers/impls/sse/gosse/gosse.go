@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,20 +70,7 @@ func (s *Service) onSession(w http.ResponseWriter, r *http.Request) ([]string, b
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return nil, false
 	}
-	return splitSymbols(v.Get("symbols")), true
-}
-
-func splitSymbols(s string) []string {
-	var out []string
-	for start := 0; start <= len(s); {
-		end := start
-		for end < len(s) && s[end] != ',' {
-			end++
-		}
-		out = append(out, s[start:end])
-		start = end + 1
-	}
-	return out
+	return strings.Split(v.Get("symbols"), ","), true
 }
 
 // ServeHTTP admits the client and hands it to go-sse.
