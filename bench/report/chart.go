@@ -25,9 +25,12 @@ type Chart struct {
 	Labels  []string // legend of each of Lines
 	// XDim, if set, puts that dimension's values on the x axis at
 	// Table.DimX, and the lines are the rows without it.
-	XDim  string
-	File  string // file name inside the run's directory, e.g. steady_p99.svg
-	Title string
+	XDim string
+	// Transport, if set, draws only that transport's rows (the impls
+	// table: a chart per transport, a line per implementation).
+	Transport string
+	File      string // file name inside the run's directory, e.g. steady_p99.svg
+	Title     string
 }
 
 // reachLines are the lines of a reach chart, labelled by share.
@@ -106,7 +109,7 @@ func Charts(r *Report, format string) []Chart {
 			}
 		}
 	}
-	return out
+	return append(out, implsCharts(r, format)...)
 }
 
 // rowLabels lists a section's row labels in order, leaving out dimension
@@ -156,6 +159,9 @@ func (c Chart) lines(sec Section) []line {
 		return out
 	}
 	for i, l := range rowLabels(sec, c.XDim) {
+		if c.Transport != "" && !strings.HasPrefix(l, c.Transport+" ") {
+			continue
+		}
 		style := i
 		if sec.Table.Name == MainTable {
 			if ti := slices.Index(Transports, l); ti >= 0 {

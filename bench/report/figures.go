@@ -83,6 +83,15 @@ type Figures struct {
 
 	// The answer workload's (answer.go), missing for the feed.
 	AnswerFigures
+
+	// Implementations (the impls table): the share of the ticks owed
+	// that arrived (once), in percent; and whether CPUPer1k counts the
+	// deliveries the clients received because the server's implementation
+	// cannot count its own (pushbench_deliveries_total stayed 0).
+	// StalledDropped is the share of the stalled clients (slow scenario)
+	// the server had dropped by the end of the run, in percent.
+	Delivered, StalledDropped Num
+	CPUPer1kFromClients       bool `json:",omitempty"`
 }
 
 // MinCPUSeconds is the least server CPU time a window must show for CPU
@@ -179,6 +188,20 @@ func Derive(run *Run) Figures {
 		ow := float64(prof.OneWay()) / float64(time.Millisecond)
 		f.P50OverOneWay, f.P99OverOneWay = f.P50-Num(ow), f.P99-Num(ow)
 	}
+
+	// Implementations: delivered share, and CPU per delivery from the
+	// clients' count where the server's library hides its writes.
+	if c.Expected > 0 {
+		f.Delivered = Num(100 * float64(c.Received-c.Duplicates) / float64(c.Expected))
+	}
+	if sl := res.Slow; sl.Stalled > 0 {
+		f.StalledDropped = Num(100 * float64(sl.Dropped) / float64(sl.Stalled))
+	}
+	if srv.Deliveries == 0 && res.MsgsPerSec > 0 && srv.CPUSeconds >= MinCPUSeconds && srv.WindowSeconds > 0 {
+		f.CPUPer1k = Num(srv.CPUSeconds * 1000 / (res.MsgsPerSec * srv.WindowSeconds) * 1000)
+		f.CPUPer1kFromClients = true
+	}
+
 	why := c.Faults()
 	if a := res.Answer; a != nil {
 		// Its Counts mirror these; the answer's own words say it better.
@@ -197,7 +220,7 @@ func (f *Figures) nums() []*Num {
 		&f.Missing, &f.Duplicates, &f.OutOfOrder, &f.Wrong, &f.Gaps, &f.Reconnects, &f.Failures,
 		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
 		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100,
-		&f.SideCPUPer1k, &f.SideCPUShare, &f.P50OverOneWay, &f.P99OverOneWay,
+		&f.SideCPUPer1k, &f.SideCPUShare, &f.P50OverOneWay, &f.P99OverOneWay, &f.Delivered, &f.StalledDropped,
 		&f.TTFT50, &f.TTFT99, &f.ITL99, &f.E2E99, &f.BytesPerChunk, &f.CPUPer1kChunks, &f.RSSPerAnswer}
 }
 
@@ -304,11 +327,19 @@ var (
 	MetricServerB    = Metric{Key: "server_bytes_per_tick", Bench: "server-B/tick", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.ServerBytesPerTick }}
 )
 
+// MetricDelivered is the impls table's share of owed ticks delivered.
+var MetricDelivered = Metric{Key: "delivered_pct", Header: "delivered %", Name: "share of owed ticks delivered", Unit: "%",
+	Prec: 1, Bench: "delivered-%", BenchX: 1, Get: func(f *Figures) Num { return f.Delivered }}
+
+// MetricStalledDropped is the share of stalled clients the server dropped.
+var MetricStalledDropped = Metric{Key: "stalled_dropped_pct", Header: "stalled dropped %", Name: "share of stalled clients dropped by the server",
+	Unit: "%", Prec: 0, Get: func(f *Figures) Num { return f.StalledDropped }}
+
 // AllMetrics lists every metric that is summarised.
 var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, MetricReach99, MetricReach100, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
 	MetricMsgs, MetricBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
 	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare,
-	MetricP50OverOneWay, MetricP99OverOneWay,
+	MetricP50OverOneWay, MetricP99OverOneWay, MetricDelivered, MetricStalledDropped,
 	MetricTTFT50, MetricTTFT99, MetricITL99, MetricE2E99, MetricBytesChunk, MetricCPUChunks, MetricRSSAnswer}
 
 // Columns lists the metric columns of a scenario's table. The delivery

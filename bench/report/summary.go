@@ -211,6 +211,7 @@ var TableFindings = map[string]func(r *Report, sec Section) []string{
 	NetworksTable:     networkFindings,
 	NetworkStormTable: networkFindings,
 	"answer":          answerFindings,
+	ImplsTable:        implsFindings,
 }
 
 type entry struct {

@@ -27,6 +27,8 @@ import (
 	"github.com/pushbench/pushbench/servers/answersrv"
 	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/impls"
+	"github.com/pushbench/pushbench/servers/impls/host"
 	"github.com/pushbench/pushbench/servers/metrics"
 	"github.com/pushbench/pushbench/servers/poll"
 	"github.com/pushbench/pushbench/servers/sse"
@@ -51,7 +53,10 @@ type Config struct {
 	// MaxConns caps streaming clients and held polls together; 0: no cap.
 	MaxConns    int
 	AllowOrigin []string // WebSocket origins allowed besides same-origin; "*" any
-	Logger      *slog.Logger
+	// Impl names the implementation of Transport (impls.List); "" or
+	// impls.Default is this project's own, the only one for "all".
+	Impl   string
+	Logger *slog.Logger
 	// Answer bounds the answer workload (/answer): its Limits, MaxInFlight,
 	// MaxPerConn, Retain and Idle are used; the server sets the rest.
 	Answer answersrv.Config
@@ -100,6 +105,8 @@ type Server struct {
 	draining bool           // Shutdown began: goConn refuses
 	open     atomic.Int64   // admitted clients
 	started  atomic.Bool
+	impl     impls.Impl   // the implementation of the transport
+	service  host.Service // the library implementation's endpoint; nil for ours
 }
 
 // New validates cfg and builds the server; Run starts the feed.
@@ -128,7 +135,20 @@ func New(cfg Config) (*Server, error) {
 		return endpoint.Base{Feed: f, SymbolIndex: index, WriteTimeout: cfg.WriteTimeout, Metrics: s.metrics.For(transport),
 			Admit: s.admit, Shutdown: ctx, Go: s.goConn, Batches: batches}
 	}
-	serve := func(name string) bool { return cfg.Transport == name || cfg.Transport == "all" }
+	// A library implementation serves its transport's path instead of ours.
+	serve := func(name string) bool { return s.service == nil && (cfg.Transport == name || cfg.Transport == "all") }
+	if cfg.Impl != "" && cfg.Impl != impls.Default {
+		if s.impl, err = impls.Lookup(cfg.Impl, cfg.Transport); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		env := host.Env{Base: base(cfg.Transport, batches), Retry: cfg.Retry, Heartbeat: cfg.Heartbeat, Ping: cfg.Ping}
+		if s.service, err = s.impl.New(env); err != nil {
+			return nil, fmt.Errorf("server: impl %s: %w", cfg.Impl, err)
+		}
+		s.mux.Handle("/"+cfg.Transport, s.service)
+	} else if s.impl, err = impls.Lookup(impls.Default, cfg.Transport); err != nil {
+		s.impl = impls.Impl{Name: impls.Default, Transport: cfg.Transport} // "all"
+	}
 	if serve("sse") {
 		s.mux.Handle("/sse", &sse.Handler{Base: base(metrics.SSE, batches), Retry: cfg.Retry, Heartbeat: cfg.Heartbeat})
 	}
@@ -157,6 +177,25 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Impl is the implementation this server runs.
+func (s *Server) Impl() impls.Impl { return s.impl }
+
+// Engine is the network loop of an implementation that brings its own
+// (nbio), serving this server within lim (SO_SNDBUF on every connection;
+// at most Conns+Reserve open, but no reserve kept for /healthz and
+// /metrics: the library has no such distinction); nil means net/http's
+// (see HTTP).
+func (s *Server) Engine(lim Limits) host.Engine {
+	if s.impl.NewEngine == nil {
+		return nil
+	}
+	maxConns := 0
+	if lim.Conns > 0 {
+		maxConns = lim.Conns + max(lim.Reserve, 0)
+	}
+	return s.impl.NewEngine(s, host.EngineLimits{SndBuf: lim.SndBuf, MaxConns: maxConns})
+}
+
 // Feed is the server's feed.
 func (s *Server) Feed() *feed.Feed { return s.feed }
 
@@ -180,6 +219,15 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	stopWhenShutdown := context.AfterFunc(s.ctx, cancel)
 	defer stopWhenShutdown()
+	if s.service != nil {
+		// Shutdown waits for it, as for a connection: it ends the
+		// library's streams when the server's context ends.
+		s.goConn(func() {
+			if err := s.service.Run(s.ctx); err != nil {
+				s.cfg.Logger.Warn("impl stopped", "impl", s.impl.Name, "err", err)
+			}
+		})
+	}
 	janitorDone := make(chan struct{})
 	go func() {
 		defer close(janitorDone)

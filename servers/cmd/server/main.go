@@ -22,6 +22,8 @@ import (
 	"github.com/pushbench/pushbench/servers/answer"
 	"github.com/pushbench/pushbench/servers/answersrv"
 	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/impls"
+	"github.com/pushbench/pushbench/servers/impls/host"
 	"github.com/pushbench/pushbench/servers/server"
 	"github.com/pushbench/pushbench/servers/sse"
 	"github.com/pushbench/pushbench/servers/ws"
@@ -60,6 +62,7 @@ func run(args []string, stderr io.Writer) int {
 		idleTO       = fs.Duration("idle-timeout", server.DefaultIdleTimeout, "a keep-alive connection that has not begun its next request within this is closed")
 		sndbuf       = fs.Int("sndbuf", server.DefaultSndBuf, "SO_SNDBUF of every connection, bytes: bounds the kernel memory a client that stops reading holds (Linux doubles it; 0: the kernel's autotuning, up to 4 MiB)")
 		allowOrigin  = fs.String("allow-origin", "", "WebSocket origins allowed besides same-origin, comma separated, or * for any")
+		impl         = fs.String("impl", impls.Default, "implementation of -transport (see the list below); a library's is valid only with the transport it serves")
 		logLevel     = fs.String("log", "info", "log level: debug, info, warn or error")
 
 		ansTokens   = fs.Int("answer-max-tokens", answer.DefaultMaxTokens, "largest tokens (chunks) an answer request may ask for")
@@ -80,6 +83,7 @@ func run(args []string, stderr io.Writer) int {
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
+		printImpls(stderr)
 	}
 	fs.Usage = func() {} // parse errors are reported in one line below
 	fail := func(format string, a ...any) int {
@@ -112,6 +116,11 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if !slices.Contains(server.Transports, *transport) {
 		return fail("-transport must be one of %s, got %q", strings.Join(server.Transports, ", "), *transport)
+	}
+	if *impl != impls.Default {
+		if _, err := impls.Lookup(*impl, *transport); err != nil {
+			return fail("-%v", err)
+		}
 	}
 	if !(*rate > 0 && *rate <= feed.MaxRate) {
 		return fail("-rate must be > 0 and <= %g ticks/s, got %g", feed.MaxRate, *rate)
@@ -166,7 +175,7 @@ func run(args []string, stderr io.Writer) int {
 		Transport: *transport,
 		Feed:      feed.Config{Seed: *seed, Symbols: *symbols, Rate: *rate, History: *history},
 		Retry:     *retry, Heartbeat: *heartbeat, Ping: *ping, WriteTimeout: *writeTimeout,
-		MaxConns: *maxConns, AllowOrigin: origins, Logger: log,
+		MaxConns: *maxConns, AllowOrigin: origins, Impl: *impl, Logger: log,
 		Answer: answersrv.Config{
 			Limits:      answer.Limits{MaxTokens: *ansTokens, MaxRate: *ansRate, MaxThink: *ansThink, MaxDuration: *ansDuration},
 			MaxInFlight: *ansInFlight, MaxPerConn: *ansPerConn, Retain: *ansRetain, Idle: *ansIdle,
@@ -184,15 +193,20 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "server: listen: %v\n", err)
 		return 1
 	}
-	hs, limited := srv.HTTP(ln, server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
-		HeaderTimeout: *headerTO, IdleTimeout: *idleTO})
+	var hs host.Engine // net/http's server, or the implementation's own loop
+	limits := server.Limits{Conns: budget, Reserve: server.ReserveConns, SndBuf: *sndbuf,
+		HeaderTimeout: *headerTO, IdleTimeout: *idleTO}
+	hs, limited := srv.HTTP(ln, limits)
+	if eng := srv.Engine(limits); eng != nil { // the library's own network loop serves every path
+		hs, limited = eng, ln
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	feedDone := make(chan error, 1)
 	go func() { feedDone <- srv.Run(ctx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- hs.Serve(limited) }()
-	log.Info("serving", "addr", ln.Addr().String(), "transport", *transport, "seed", *seed,
+	log.Info("serving", "addr", ln.Addr().String(), "transport", *transport, "impl", *impl, "seed", *seed,
 		"symbols", *symbols, "rate", *rate, "history", *history)
 
 	code := 0
@@ -220,4 +234,17 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return code
+}
+
+// printImpls lists the implementations -impl accepts, per transport.
+func printImpls(w io.Writer) {
+	fmt.Fprintf(w, "\nImplementations (-impl NAME with its -transport):\n")
+	for _, i := range impls.List() {
+		lib := i.Library
+		if lib == "" {
+			lib = "net/http"
+		}
+		fmt.Fprintf(w, "  %-5s %-12s %s %s\n        %s; supports: %s; deliveries counted: %s\n",
+			i.Transport, i.Name, lib, i.Version(), i.Pattern, i.SupportsString(), i.Deliveries)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +31,9 @@ func TestBadFlagsExit2WithOneLine(t *testing.T) {
 		{"-sndbuf", "1000000000"},
 		{"-sndbuf", "64k"},
 		{"-log", "loud"},
+		{"-impl", "nbio", "-transport", "sse"},
+		{"-impl", "nope", "-transport", "ws"},
+		{"-impl", "go-sse"}, // -transport all
 		{"-nope"},
 		{"extra-arg"},
 	} {
@@ -44,16 +48,30 @@ func TestBadFlagsExit2WithOneLine(t *testing.T) {
 	if code := run([]string{"-h"}, &stderr); code != 0 {
 		t.Errorf("-h: exit %d, %q", code, stderr.String())
 	}
-	for _, flag := range []string{"-transport", "-header-timeout", "-idle-timeout", "-sndbuf"} {
+	for _, flag := range []string{"-transport", "-header-timeout", "-idle-timeout", "-sndbuf", "-impl", "gorilla-hub", "lesismal/nbio"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("-h does not document %s", flag)
 		}
 	}
 }
 
-// TestSIGTERMExitsZero runs the real binary: it serves /healthz, then on
-// SIGTERM shuts down and exits 0 within the shutdown bound.
+// TestSIGTERMExitsZero runs the real binary, served by net/http and by
+// nbio's own engine: it serves /healthz and /metrics, then on SIGTERM
+// shuts down with a stream open and exits 0 within the shutdown bound.
 func TestSIGTERMExitsZero(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		path string // the stream opened before SIGTERM
+	}{
+		{"sse", []string{"-transport", "sse"}, "/sse"},
+		{"ws-nbio", []string{"-transport", "ws", "-impl", "nbio"}, "/ws"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSIGTERM(t, tc.args, tc.path) })
+	}
+}
+
+func testSIGTERM(t *testing.T, args []string, path string) {
 	bin := serverBin
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,7 +79,7 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "-addr", addr, "-transport", "sse", "-log", "warn")
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-log", "warn"}, args...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -81,12 +99,33 @@ func TestSIGTERMExitsZero(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// An open SSE stream must not keep the process from exiting.
-	resp, err := http.Get("http://" + addr + "/sse")
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("pushbench_deliveries_total")) {
+		t.Fatalf("/metrics: %d %.200q", resp.StatusCode, body)
+	}
+	// An open stream must not keep the process from exiting.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET " + path + " HTTP/1.1\r\nHost: x\r\n"
+	if path == "/ws" {
+		req += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	}
+	if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 12)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(conn, head); err != nil || !(string(head) == "HTTP/1.1 200" || string(head) == "HTTP/1.1 101") {
+		t.Fatalf("stream %s: %q %v", path, head, err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
