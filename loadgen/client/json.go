@@ -440,18 +440,28 @@ func fastLit(b []byte, i int, lit string) bool {
 	return len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit
 }
 
-// fastUint reads 1 to most digits at b[i:] that fit a uint64, without a
-// leading zero (a lone 0 is fine), and returns the value and the index
-// after them.
+// fastUint reads 1 to most (at most 20) digits at b[i:] that fit a
+// uint64, without a leading zero (a lone 0 is fine), and returns the value
+// and the index after them. Up to 19 digits cannot overflow; only a 20th
+// is checked.
 func fastUint(b []byte, i, most int) (v uint64, end int, ok bool) {
 	end = i
-	for end < len(b) && isDigit(b[end]) {
+	for lim := min(len(b), i+min(most, 19)); end < lim; end++ {
+		d := b[end] - '0'
+		if d > 9 {
+			break
+		}
+		v = v*10 + uint64(d)
+	}
+	if end < len(b) && b[end]-'0' <= 9 { // more digits than the loop took
 		d := uint64(b[end] - '0')
-		if end-i == most || (end-i >= 19 && v > (math.MaxUint64-d)/10) {
+		if end-i != 19 || most < 20 || v > (math.MaxUint64-d)/10 {
 			return 0, end, false
 		}
 		v = v*10 + d
-		end++
+		if end++; end < len(b) && b[end]-'0' <= 9 {
+			return 0, end, false
+		}
 	}
 	if n := end - i; n == 0 || (n > 1 && b[i] == '0') {
 		return 0, end, false

@@ -256,3 +256,25 @@ func FuzzFastTickServer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkTickJSON: decoding one server tick, the way every message is
+// decoded (fast) and with the general scanner it falls back to (general).
+func BenchmarkTickJSON(b *testing.B) {
+	js := frames(b, 1)[0].JSON
+	var tk Tick
+	b.Run("fast", func(b *testing.B) {
+		for range b.N {
+			if err := ParseTick(js, &tk); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("general", func(b *testing.B) {
+		for range b.N {
+			s := scanner{b: js}
+			if err := s.anyTick(&tk); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
