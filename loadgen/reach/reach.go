@@ -114,17 +114,22 @@ func (t *tick) add(idx, c uint32) (pos int) {
 func (t *tick) record(us uint32) {
 	idx := bucketOf(uint64(us))
 	// Arrivals of one seq come in time order, so their latency mostly
-	// grows: the bucket touched last, or the next one, is the likely one.
-	// Else (or when it is full) search.
-	hit := false
-	for h := int(t.hint); h < len(t.b) && h <= int(t.hint)+1; h++ {
-		if e := t.b[h]; e>>countBits == idx && e&countMask < countMask {
-			t.b[h]++
-			t.hint, hit = uint32(h), true
-			break
+	// grows: the bucket touched last, the next one, or a new last one is
+	// the likely one. Else (or when the bucket is full) search.
+	h, n := int(t.hint), len(t.b)
+	switch {
+	case h < n && t.b[h]>>countBits == idx && t.b[h]&countMask < countMask:
+		t.b[h]++
+	case h+1 < n && t.b[h+1]>>countBits == idx && t.b[h+1]&countMask < countMask:
+		t.b[h+1]++
+		t.hint++
+	case n == 0 || t.b[n-1]>>countBits < idx:
+		if n == cap(t.b) {
+			t.b = slices.Grow(t.b, max(n, 8)) // skip the growth steps of 1, 2 and 4
 		}
-	}
-	if !hit {
+		t.b = append(t.b, idx<<countBits|1)
+		t.hint = uint32(n)
+	default:
 		t.hint = uint32(t.add(idx, 1))
 	}
 	t.n++
