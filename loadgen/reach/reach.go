@@ -124,9 +124,6 @@ func (t *tick) record(us uint32) {
 		t.b[h+1]++
 		t.hint++
 	case n == 0 || t.b[n-1]>>countBits < idx:
-		if n == cap(t.b) {
-			t.b = slices.Grow(t.b, max(n, 8)) // skip the growth steps of 1, 2 and 4
-		}
 		t.b = append(t.b, idx<<countBits|1)
 		t.hint = uint32(n)
 	default:
@@ -167,6 +164,7 @@ type Recorder struct {
 	lo      uint64 // seq of ticks[0]
 	ticks   []tick
 	dropped int64
+	room    int // buckets a new seq's list starts with room for
 }
 
 // Record counts one arrival of seq, ns after its scheduled ts. Call it once
@@ -179,7 +177,19 @@ func (r *Recorder) Record(seq uint64, ns int64) {
 		return
 	}
 	us := max(ns, 0) / 1000
+	if t.b == nil {
+		// A seq's arrivals spread over about as many buckets as the last
+		// seq's did: start with the room the last growth made, less an
+		// eighth (so that it follows a spread that narrows), instead of
+		// growing from 8 (each growth an allocation, and with them GC).
+		t.b = make([]uint32, 0, max(8, r.room))
+		r.room -= r.room / 8
+	}
+	had := cap(t.b)
 	t.record(uint32(min(us, math.MaxUint32)))
+	if cap(t.b) != had {
+		r.room = cap(t.b) // it grew: the spread is wider than room
+	}
 }
 
 // slot returns the tick of seq, growing the window to it, or nil when that
