@@ -535,6 +535,9 @@ func ParseGap(b []byte, g *feed.Gap) error {
 // ParseMessage decodes a WebSocket text message: a tick, or
 // {"gap":{"from":F,"to":T}}. isGap says which one was filled.
 func ParseMessage(b []byte, t *Tick, g *feed.Gap) (isGap bool, err error) {
+	if n := fastTick(b, t); n == len(b) {
+		return false, nil // the server's tick: its first key is not gap
+	}
 	// Cheap dispatch on the first key; both forms are then parsed strictly.
 	s := scanner{b: b}
 	if s.consume('{') {
