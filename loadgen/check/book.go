@@ -86,6 +86,22 @@ func (b *Book) Index(name []byte) (int, bool) {
 	return i, ok
 }
 
+// right returns the symbol index of the tick at seq when the feed
+// publishes sym (its name as sent) at price (cents) there; ok is false
+// otherwise, and for a nil Book. It spares the checker the name-to-index
+// map lookup for the ticks that are right, nearly all of them: names are
+// unique, so a name equal to the name of seq's symbol has that index.
+func (b *Book) right(seq uint64, sym []byte, price int64) (idx int, ok bool) {
+	if b == nil {
+		return 0, false
+	}
+	bsym, bprice, ok := b.Lookup(seq)
+	if !ok || bprice != price || b.names[bsym] != string(sym) {
+		return 0, false
+	}
+	return bsym, true
+}
+
 // Filter builds the filter of a subscription to these symbol names; an empty
 // list is the nil filter (all symbols).
 func (b *Book) Filter(symbols []string) (feed.Filter, error) {

@@ -116,7 +116,12 @@ func (k *Checker) Owed(after, h uint64) bool {
 // its latency as a delivery.
 func (k *Checker) Tick(seq uint64, sym []byte, price int64) bool {
 	k.c.Received++
-	if k.book != nil {
+	if idx, ok := k.book.right(seq, sym, price); ok {
+		if !k.filter.Match(idx) {
+			k.c.WrongSymbol++
+			return false
+		}
+	} else if k.book != nil {
 		idx, ok := k.book.Index(sym)
 		if !ok || !k.filter.Match(idx) {
 			k.c.WrongSymbol++

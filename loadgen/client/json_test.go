@@ -197,3 +197,84 @@ func FuzzPollRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastTick: whatever fastTick decodes, the general scanner decodes the
+// same way and ends at the same byte; what it declines, ParseTick leaves to
+// the general scanner, so the two never disagree on any input.
+func FuzzFastTick(f *testing.F) {
+	for _, s := range []string{
+		`{"seq":42,"sym":"AAPL","price":101.23,"ts":1732400000123456789}`,
+		`{"seq":1,"sym":"A","price":0.05,"ts":0}`,
+		`{"seq":9999999999999999999,"sym":"A","price":999999999999999.99,"ts":9223372036854775807}`,
+		`{"seq":1,"sym":"A","price":1.00,"ts":9223372036854775808}`,
+		`{"seq":01,"sym":"A","price":1.00,"ts":1}`,
+		`{"seq":1,"sym":"A","price":00.10,"ts":1}`,
+		`{"seq":1,"sym":"A\"","price":1.00,"ts":1}`,
+		`{"seq":1,"sym":"A","price":1.0,"ts":1}`,
+		`{"seq":1,"sym":"A","price":1.001,"ts":1}`,
+		`{"seq":1,"sym":"A","price":1.00,"ts":-1}`,
+		`{"seq":1,"sym":"A","price":1.00,"ts":1} `,
+		`{"seq":1,"sym":"A","price":1.00,"ts":1},{"seq":2`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast, gen Tick
+		n := fastTick(b, &fast)
+		if n == 0 {
+			return
+		}
+		s := scanner{b: b}
+		if err := s.anyTick(&gen); err != nil {
+			t.Fatalf("%q: fastTick took %d bytes, the scanner failed: %v", b, n, err)
+		}
+		if s.i != n || fast.Seq != gen.Seq || !bytes.Equal(fast.Sym, gen.Sym) || fast.Price != gen.Price || fast.TS != gen.TS {
+			t.Fatalf("%q: fastTick %+v (%d bytes), scanner %+v (%d bytes)", b, fast, n, gen, s.i)
+		}
+	})
+}
+
+// FuzzFastTickServer: every tick the server can write (a price below 10^15
+// whole units, a ts not before 1970) takes the fast path whole.
+func FuzzFastTickServer(f *testing.F) {
+	f.Add(uint64(42), int64(10123), int64(1732400000123456789), uint16(3))
+	f.Add(uint64(math.MaxUint64), int64(0), int64(0), uint16(0))
+	f.Add(uint64(1), int64(99999999999999999), int64(math.MaxInt64), uint16(9999))
+	f.Fuzz(func(t *testing.T, seq uint64, price, ts int64, sym uint16) {
+		if price < 0 || price >= 1e17 || ts < 0 {
+			return
+		}
+		names := feed.SymbolNames(int(sym%feed.MaxSymbols) + 1)
+		name := names[len(names)-1]
+		b := feed.AppendJSON(nil, feed.Tick{Seq: seq, Price: price, TS: ts}, name)
+		var got Tick
+		if n := fastTick(b, &got); n != len(b) {
+			t.Fatalf("%s: fastTick took %d of %d bytes", b, n, len(b))
+		}
+		if got.Seq != seq || got.Price != price || got.TS != ts || string(got.Sym) != name {
+			t.Fatalf("%s: decoded %+v", b, got)
+		}
+	})
+}
+
+// BenchmarkTickJSON: decoding one server tick, the way every message is
+// decoded (fast) and with the general scanner it falls back to (general).
+func BenchmarkTickJSON(b *testing.B) {
+	js := frames(b, 1)[0].JSON
+	var tk Tick
+	b.Run("fast", func(b *testing.B) {
+		for range b.N {
+			if err := ParseTick(js, &tk); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("general", func(b *testing.B) {
+		for range b.N {
+			s := scanner{b: js}
+			if err := s.anyTick(&tk); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

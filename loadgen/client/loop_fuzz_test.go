@@ -64,6 +64,11 @@ func FuzzParserFeed(f *testing.F) {
 	f.Add([]byte("\xef\xbb\xbfretry: 10\r\nid: 1\rdata: a\r\rdata: b\ndata:c\n\n: x\nevent: gap\ndata: {}\n\n"), 7)
 	f.Add([]byte("data: "+string(bytes.Repeat([]byte("y"), 300))+"\n\n"), 100)
 	f.Add([]byte("data: x\r"), 8)
+	// The server's tick events, which Feed reads without splitting lines.
+	f.Add([]byte("id: 1\ndata: {\"seq\":1}\n\nid: 2\ndata: b\n\nid: 3\ndata: \n\n"), 20)
+	f.Add([]byte("event: gap\nid: 7\ndata: g\n\nid: 8\ndata: a\rb\n\nid: 9\r\ndata: c\n\n"), 0)
+	f.Add([]byte("id: 1\ndata: "+string(bytes.Repeat([]byte("y"), 250))+"\n\nid: 2\ndata: z\n\n"), 0)
+	f.Add([]byte("id: 1\ndata: x\nid: 2\ndata: y\n\n"), 14)
 	f.Fuzz(func(t *testing.T, in []byte, k int) {
 		pull := NewParser(bytes.NewReader(in), 64, 256)
 		var want []SSEEvent

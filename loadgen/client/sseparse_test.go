@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -236,4 +237,21 @@ func FuzzSSEParser(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFastEventServerFrames: the server's tick events take Feed's fast
+// path whole and come out as the line-by-line reading gives them.
+func TestFastEventServerFrames(t *testing.T) {
+	p := NewParser(nil, 64, DefaultMaxEvent)
+	p.bomDone = true
+	for _, f := range frames(t, 20) {
+		var got []SSEEvent
+		n := p.fastEvent(f.SSE, func(e SSEEvent) { got = append(got, e) })
+		if n != len(f.SSE) || len(got) != 1 {
+			t.Fatalf("%q: fastEvent took %d of %d bytes, %d events", f.SSE, n, len(f.SSE), len(got))
+		}
+		if id := strconv.FormatUint(f.Seq, 10); !bytes.Equal(got[0].Data, f.JSON) || string(got[0].ID) != id || string(p.LastEventID()) != id || len(got[0].Type) != 0 {
+			t.Fatalf("%q: event %q/%q/%q", f.SSE, got[0].Type, got[0].Data, got[0].ID)
+		}
+	}
 }

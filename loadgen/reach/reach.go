@@ -114,17 +114,19 @@ func (t *tick) add(idx, c uint32) (pos int) {
 func (t *tick) record(us uint32) {
 	idx := bucketOf(uint64(us))
 	// Arrivals of one seq come in time order, so their latency mostly
-	// grows: the bucket touched last, or the next one, is the likely one.
-	// Else (or when it is full) search.
-	hit := false
-	for h := int(t.hint); h < len(t.b) && h <= int(t.hint)+1; h++ {
-		if e := t.b[h]; e>>countBits == idx && e&countMask < countMask {
-			t.b[h]++
-			t.hint, hit = uint32(h), true
-			break
-		}
-	}
-	if !hit {
+	// grows: the bucket touched last, the next one, or a new last one is
+	// the likely one. Else (or when the bucket is full) search.
+	h, n := int(t.hint), len(t.b)
+	switch {
+	case h < n && t.b[h]>>countBits == idx && t.b[h]&countMask < countMask:
+		t.b[h]++
+	case h+1 < n && t.b[h+1]>>countBits == idx && t.b[h+1]&countMask < countMask:
+		t.b[h+1]++
+		t.hint++
+	case n == 0 || t.b[n-1]>>countBits < idx:
+		t.b = append(t.b, idx<<countBits|1)
+		t.hint = uint32(n)
+	default:
 		t.hint = uint32(t.add(idx, 1))
 	}
 	t.n++
@@ -162,6 +164,7 @@ type Recorder struct {
 	lo      uint64 // seq of ticks[0]
 	ticks   []tick
 	dropped int64
+	room    int // buckets a new seq's list starts with room for
 }
 
 // Record counts one arrival of seq, ns after its scheduled ts. Call it once
@@ -174,7 +177,19 @@ func (r *Recorder) Record(seq uint64, ns int64) {
 		return
 	}
 	us := max(ns, 0) / 1000
+	if t.b == nil {
+		// A seq's arrivals spread over about as many buckets as the last
+		// seq's did: start with the room the last growth made, less an
+		// eighth (so that it follows a spread that narrows), instead of
+		// growing from 8 (each growth an allocation, and with them GC).
+		t.b = make([]uint32, 0, max(8, r.room))
+		r.room -= r.room / 8
+	}
+	had := cap(t.b)
 	t.record(uint32(min(us, math.MaxUint32)))
+	if cap(t.b) != had {
+		r.room = cap(t.b) // it grew: the spread is wider than room
+	}
 }
 
 // slot returns the tick of seq, growing the window to it, or nil when that
