@@ -35,6 +35,10 @@ type Base struct {
 	// Go starts a taken-over connection's goroutine so that the server can
 	// wait for it on shutdown; false means the server is shutting down.
 	Go func(func()) bool
+	// Enter counts a stream served on net/http's own goroutine (SSE over
+	// HTTP/2) among those the server waits for on shutdown; leave ends it.
+	// false means the server is shutting down.
+	Enter func() (leave func(), ok bool)
 	// Batches lends batch buffers (*[]*feed.Frame) so that an idle client
 	// holds none.
 	Batches *sync.Pool
@@ -116,6 +120,29 @@ func (b *Base) Start(release func(), abort func(), fn func(ctx context.Context, 
 		b.Metrics.Open.Dec()
 		release()
 	}
+}
+
+// Serve runs fn, a stream served on the calling goroutine (net/http's,
+// for a stream that cannot be taken over: HTTP/2), with a context that ends
+// when the client goes away (r's context) or at shutdown, and counts the
+// stream open while fn runs; release is called when fn returns. It reports
+// false, running nothing and releasing the slot, once the server is
+// shutting down.
+func (b *Base) Serve(r *http.Request, release func(), fn func(ctx context.Context)) bool {
+	defer release()
+	leave, ok := b.Enter()
+	if !ok {
+		return false
+	}
+	defer leave()
+	b.Metrics.Open.Inc()
+	defer b.Metrics.Open.Dec()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(b.Shutdown, cancel)
+	defer stop()
+	fn(ctx)
+	return true
 }
 
 // HTTPError writes msg as a plain-text error (SSE, WebSocket handshakes).

@@ -31,6 +31,9 @@ const (
 	// ReasonReserveFull: accepted past the connection bound and its reserve
 	// too; closed at once, unanswered.
 	ReasonReserveFull = "reserve_full"
+	// ReasonH2Streams: an HTTP/2 stream opened past the connection's
+	// concurrent stream limit, reset by net/http (RFC 9113 §5.1.2).
+	ReasonH2Streams = "h2_max_streams"
 )
 
 // Causes of a drop: a client the server cut off or skipped ahead because

@@ -90,6 +90,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
+		// net/http's WriteTimeout runs from the request's start: on HTTP/2
+		// it resets the stream when it passes, even with nothing being
+		// written, which would cut a poll held longer. respond sets the
+		// deadline of the answer's write.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 		h.Metrics.Open.Inc()
 		h.hold(r.Context(), p)
 		h.Metrics.Open.Dec()

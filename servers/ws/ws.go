@@ -84,7 +84,7 @@ type Handler struct {
 
 	once     sync.Once
 	upgrader websocket.Upgrader
-	iovecs   sync.Pool // *net.Buffers for stream.Writev
+	scratch  sync.Pool // *stream.Scratch for stream.Writev
 }
 
 func (h *Handler) init() {
@@ -261,7 +261,7 @@ func (cn *conn) write(ctx context.Context, cfg stream.Config) {
 // WriteFrames writes the batch's pre-built frames with one writev through
 // the sock, which sets the write deadline.
 func (cn *conn) WriteFrames(frames []*feed.Frame) (int, error) {
-	return cn.sock.writeFrames(&cn.h.iovecs, frames)
+	return cn.sock.writeFrames(&cn.h.scratch, frames)
 }
 
 func wsFrame(f *feed.Frame) []byte { return f.WS }
