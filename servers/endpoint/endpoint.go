@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/metrics"
+	"github.com/pushbench/pushbench/servers/protocol"
 	"github.com/pushbench/pushbench/servers/query"
 )
 
@@ -25,7 +26,9 @@ type Base struct {
 	Feed         *feed.Feed
 	SymbolIndex  map[string]int // symbol name -> index in Feed.Symbols()
 	WriteTimeout time.Duration  // deadline of every write; 0: none
-	Metrics      *metrics.Transport
+	// Metrics are the transport's instruments over HTTP/1.1; MetricsOf
+	// gives those of a request's protocol.
+	Metrics *metrics.Transport
 	// Admit is asked before a client is served or held; it returns a
 	// release func, or false with the reason the client is refused.
 	Admit func() (release func(), reason string, ok bool)
@@ -87,12 +90,15 @@ func (b *Base) Parse(r *http.Request, header, param string) (Request, error) {
 	return req, nil
 }
 
+// MetricsOf are the transport's instruments over r's protocol.
+func (b *Base) MetricsOf(r *http.Request) *metrics.Transport { return b.Metrics.Over(protocol.Of(r)) }
+
 // Take admits one client, or answers 503 with Retry-After through fail
-// (the transport's error body) and counts the refusal.
-func (b *Base) Take(w http.ResponseWriter, fail func(w http.ResponseWriter, code int, msg string)) (release func(), ok bool) {
+// (the transport's error body) and counts the refusal by r's protocol.
+func (b *Base) Take(w http.ResponseWriter, r *http.Request, fail func(w http.ResponseWriter, code int, msg string)) (release func(), ok bool) {
 	release, reason, ok := b.Admit()
 	if !ok {
-		b.Metrics.Refuse(reason)
+		b.MetricsOf(r).Refuse(reason)
 		w.Header().Set("Retry-After", "1")
 		fail(w, http.StatusServiceUnavailable, "server at capacity: "+reason)
 		return nil, false
@@ -125,7 +131,7 @@ func (b *Base) Start(release func(), abort func(), fn func(ctx context.Context, 
 // Serve runs fn, a stream served on the calling goroutine (net/http's,
 // for a stream that cannot be taken over: HTTP/2), with a context that ends
 // when the client goes away (r's context) or at shutdown, and counts the
-// stream open while fn runs; release is called when fn returns. It reports
+// stream open (by r's protocol) while fn runs; release is called when fn returns. It reports
 // false, running nothing and releasing the slot, once the server is
 // shutting down.
 func (b *Base) Serve(r *http.Request, release func(), fn func(ctx context.Context)) bool {
@@ -135,8 +141,9 @@ func (b *Base) Serve(r *http.Request, release func(), fn func(ctx context.Contex
 		return false
 	}
 	defer leave()
-	b.Metrics.Open.Inc()
-	defer b.Metrics.Open.Dec()
+	m := b.MetricsOf(r)
+	m.Open.Inc()
+	defer m.Open.Dec()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(b.Shutdown, cancel)

@@ -117,7 +117,7 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 // stream limit (net/http resets them before any handler runs).
 func (s *Server) countH2Error(errType string) {
 	if protocol.Refusal(errType) {
-		s.metrics.Refused.WithLabelValues("any", metrics.ReasonH2Streams).Inc()
+		s.metrics.Refused.WithLabelValues("any", metrics.ReasonH2Streams, protocol.H2).Inc()
 	}
 }
 
@@ -137,7 +137,7 @@ func (s *Server) front(next http.Handler) http.Handler {
 		if r.Context().Value(reserveKey{}) != nil {
 			w.Header().Set("Connection", "close") // give the slot back at once
 			if r.URL.Path != "/healthz" && r.URL.Path != "/metrics" {
-				s.metrics.Refused.WithLabelValues(transportOf(r.URL.Path), metrics.ReasonConnLimit).Inc()
+				s.metrics.Refused.WithLabelValues(transportOf(r.URL.Path), metrics.ReasonConnLimit, protocol.Of(r)).Inc()
 				w.Header().Set("Retry-After", "1")
 				http.Error(w, "server at capacity: "+metrics.ReasonConnLimit, http.StatusServiceUnavailable)
 				return

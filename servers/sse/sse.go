@@ -67,7 +67,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	release, ok := h.Take(w, endpoint.HTTPError)
+	release, ok := h.Take(w, r, endpoint.HTTPError)
 	if !ok {
 		return
 	}
@@ -82,7 +82,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	retry := "retry: " + strconv.FormatInt(h.Retry.Milliseconds(), 10) + "\n\n"
 	cfg := stream.Config{Ring: h.Feed.Ring(), Cursor: req.Cursor, Filter: req.Filter,
-		KeepAlive: h.Heartbeat, Metrics: h.Metrics, Batches: h.Batches}
+		KeepAlive: h.Heartbeat, Metrics: h.MetricsOf(r), Batches: h.Batches}
 	if r.ProtoMajor == 1 && h.serveHijacked(w, retry, cfg, release) {
 		return
 	}
@@ -101,9 +101,9 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, retry stri
 		hdr.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
 		n, err := sw.write(func() (int, error) { return io.WriteString(w, retry) })
-		h.Metrics.Bytes.Add(float64(n))
+		cfg.Metrics.Bytes.Add(float64(n))
 		if err != nil {
-			h.Metrics.WriteFailed(err)
+			cfg.Metrics.WriteFailed(err)
 			return
 		}
 		_ = stream.Run(ctx, cfg, sw)
@@ -152,9 +152,9 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 			}
 		}()
 		n, err := hw.write([]byte(responseHead + retry))
-		h.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
+		cfg.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
 		if err != nil {
-			h.Metrics.WriteFailed(err)
+			cfg.Metrics.WriteFailed(err)
 			return
 		}
 		_ = stream.Run(ctx, cfg, hw)

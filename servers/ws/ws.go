@@ -121,6 +121,13 @@ func sameOrigin(origin, host string) bool {
 // its reader and writer goroutines.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
+	if r.ProtoMajor != 1 {
+		// gorilla does not do WebSocket over HTTP/2 (RFC 8441), and net/http
+		// does not announce it (SETTINGS_ENABLE_CONNECT_PROTOCOL), so a
+		// browser upgrades over HTTP/1.1; this request cannot upgrade at all.
+		http.Error(w, "WebSocket needs HTTP/1.1: this server does not do WebSocket over HTTP/2 (RFC 8441)", http.StatusBadRequest)
+		return
+	}
 	req, err := h.Parse(r, "", "since")
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -130,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this endpoint needs a WebSocket upgrade", http.StatusBadRequest)
 		return
 	}
-	release, ok := h.Take(w, endpoint.HTTPError)
+	release, ok := h.Take(w, r, endpoint.HTTPError)
 	if !ok {
 		return
 	}
