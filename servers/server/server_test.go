@@ -702,7 +702,7 @@ func TestMaxConns(t *testing.T) {
 				t.Fatalf("third client: status %d, want 503", resp.StatusCode)
 			}
 			var m dto.Metric
-			if err := ts.srv.Metrics().Refused.WithLabelValues(tr, "max_conns").Write(&m); err != nil {
+			if err := ts.srv.Metrics().Refused.WithLabelValues(tr, "max_conns", "h1").Write(&m); err != nil {
 				t.Fatal(err)
 			}
 			if refused := m.GetCounter().GetValue(); refused != 1 {

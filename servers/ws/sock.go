@@ -80,9 +80,9 @@ func (s *sock) Write(b []byte) (int, error) {
 }
 
 // writeFrames writes a batch of pre-built tick frames; on a TCP socket
-// net.Buffers makes it one writev.
-func (s *sock) writeFrames(iovecs *sync.Pool, frames []*feed.Frame) (int, error) {
-	return s.write(false, func(c net.Conn) (int, error) { return stream.Writev(c, iovecs, frames, wsFrame) })
+// net.Buffers makes it one writev, on TLS one record (see stream.Writev).
+func (s *sock) writeFrames(scratch *sync.Pool, frames []*feed.Frame) (int, error) {
+	return s.write(false, func(c net.Conn) (int, error) { return stream.Writev(c, scratch, frames, wsFrame) })
 }
 
 // setTimeout changes the deadline of later writes (shorter for the closing
