@@ -65,6 +65,10 @@ func NewH2Pool(n int) *H2Pool {
 	// As the HTTP/1.1 clients: no Accept-Encoding, so that the bytes
 	// counted are those of the protocol, not of a compressor.
 	p.tr.DisableCompression = true
+	// A stream past the server's concurrent-stream limit waits for a slot
+	// on its connection; without this it would fail ("client conn not
+	// usable"), since the pool never opens another connection.
+	p.tr.StrictMaxConcurrentStreams = true
 	for i := range p.slots {
 		p.slots[i].pool = p
 	}
