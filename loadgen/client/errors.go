@@ -66,10 +66,17 @@ func Cause(err error) string {
 		return "closed"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
-	case errors.Is(err, ErrTLS):
+	case errors.Is(err, ErrTLS), tlsAlert(err):
 		return "tls" // e.g. a server that does not speak TLS, or an alert
 	}
 	return "other"
+}
+
+// tlsAlert reports whether err is a TLS alert, sent (a record that did
+// not decrypt: "local error") or received ("remote error").
+func tlsAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && (oe.Op == "local error" || oe.Op == "remote error")
 }
 
 // certError reports whether err is the client's refusal of the server's
