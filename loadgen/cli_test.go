@@ -19,6 +19,10 @@ func runMain(args ...string) (code int, stdout, stderr string) {
 
 // TestCLIBadFlags: every usage error exits 2 with exactly one line.
 func TestCLIBadFlags(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		want string
@@ -54,6 +58,16 @@ func TestCLIBadFlags(t *testing.T) {
 		{[]string{"-read-buffer", "1"}, "-read-buffer"},
 		{[]string{"-idle-timeout", "0s"}, "timeout"},
 		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"-url", "wss://127.0.0.1:8080"}, "https://"},
+		{[]string{"-url", "https://127.0.0.1:8080", "-ca", filepath.Join(t.TempDir(), "missing.pem")}, "-ca"},
+		{[]string{"-url", "https://127.0.0.1:8080", "-ca", notPEM}, "no PEM certificate"},
+		{[]string{"-insecure"}, "-insecure and -ca apply to https://"},
+		{[]string{"-ca", notPEM}, "-insecure and -ca apply to https://"},
+		{[]string{"-proto", "h3"}, "-proto must be h1 or h2"},
+		{[]string{"-transport", "ws", "-proto", "h2"}, "WebSocket stays an HTTP/1.1 upgrade"},
+		{[]string{"-transport", "storm-ws", "-proto", "h2"}, "-proto h2 applies to"},
+		{[]string{"-h2-conns", "2"}, "-h2-conns applies to -proto h2"},
+		{[]string{"-proto", "h2", "-h2-conns", "-1"}, "-h2-conns"},
 	}
 	for _, c := range cases {
 		code, out, errOut := runMain(c.args...)

@@ -15,6 +15,9 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("loadgen %s %s  %d clients  %.1fs", r.Transport, r.URL, r.Clients, r.Duration)
+	if r.Protocol != "" && r.Protocol != "h1" {
+		p("  protocol %s", r.Protocol)
+	}
 	if r.Warmup > 0 {
 		p(" after %.1fs warm-up", r.Warmup)
 	}
@@ -78,6 +81,10 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	p("bytes        in %s (%.1f B/tick)  out %s", bytesIEC(r.Bytes.Received), r.Bytes.PerTick, bytesIEC(r.Bytes.Sent))
 	if r.Requests > 0 {
 		p("  requests %s", group(r.Requests))
+	}
+	if r.Bytes.PlainReceived > 0 {
+		p("\n             TLS: %s in above it; its own %.1f B/tick (records, tags, handshakes)",
+			bytesIEC(r.Bytes.PlainReceived), r.Bytes.TLSOverheadPerTick)
 	}
 	p("\n")
 	s := r.Self
