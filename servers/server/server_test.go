@@ -387,25 +387,32 @@ func TestOtherTransportsPathsAre404(t *testing.T) {
 }
 
 func TestSSEWireFormat(t *testing.T) {
-	ts := startServer(t, server.Config{Transport: "sse", Retry: 1500 * time.Millisecond, Heartbeat: 50 * time.Millisecond,
-		Feed: feed.Config{Rate: 1}})
-	resp, err := httpClient().Get(ts.base + "/sse?symbols=AAPL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	for k, v := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
-		if got := resp.Header.Get(k); got != v {
-			t.Errorf("%s = %q, want %q", k, got, v)
-		}
-	}
-	br := bufio.NewReader(resp.Body)
-	head := make([]byte, len("retry: 1500\n\n: ping\n\n"))
-	if _, err := io.ReadFull(br, head); err != nil {
-		t.Fatal(err)
-	}
-	if string(head) != "retry: 1500\n\n: ping\n\n" {
-		t.Fatalf("stream starts %q, want the retry hint then a heartbeat", head)
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			ts := startOver(t, p, server.Config{Transport: "sse", Retry: 1500 * time.Millisecond, Heartbeat: 50 * time.Millisecond,
+				Feed: feed.Config{Rate: 1}})
+			resp, err := ts.client().Get(ts.base + "/sse?symbols=AAPL")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if want := map[bool]int{false: 1, true: 2}[p.h2]; resp.ProtoMajor != want {
+				t.Errorf("answered over %s, want HTTP/%d", resp.Proto, want)
+			}
+			for k, v := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			br := bufio.NewReader(resp.Body)
+			head := make([]byte, len("retry: 1500\n\n: ping\n\n"))
+			if _, err := io.ReadFull(br, head); err != nil {
+				t.Fatal(err)
+			}
+			if string(head) != "retry: 1500\n\n: ping\n\n" {
+				t.Fatalf("stream starts %q, want the retry hint then a heartbeat", head)
+			}
+		})
 	}
 }
 
