@@ -366,3 +366,26 @@ func TestSlowClientDropsOverTLSAndH2(t *testing.T) {
 		})
 	}
 }
+
+// TestHeldPollOutlivesWriteTimeout: a long poll held longer than the write
+// timeout is answered, on every protocol. On HTTP/2 net/http's WriteTimeout
+// runs from the request's start and resets the stream when it passes, even
+// with nothing being written; the poll handler clears it while it holds.
+func TestHeldPollOutlivesWriteTimeout(t *testing.T) {
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			ts := startOver(t, p, server.Config{Transport: "poll", WriteTimeout: 200 * time.Millisecond})
+			cursor := ts.srv.Feed().Ring().Newest() + 1_000_000 // nothing comes: the poll is held to its timeout
+			resp, err := ts.client().Get(fmt.Sprintf("%s/poll?cursor=%d&timeout=1s", ts.base, cursor))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			want := fmt.Sprintf(`{"cursor":%d,"ticks":[]}`+"\n", cursor)
+			if err != nil || resp.StatusCode != 200 || string(body) != want {
+				t.Fatalf("held poll: %s %d %q %v; want 200 %q", resp.Proto, resp.StatusCode, body, err, want)
+			}
+		})
+	}
+}
