@@ -27,11 +27,11 @@ test: vet
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
-# bench: the default comparison matrix (about 5 minutes on 2 cores).
+# bench: the curated default tables (under 10 minutes on 2 cores; see bench/matrix).
 bench: build
 	$(BIN)/bench
 
-# bench-full: the large matrix, up to the open-files limit, every scenario.
+# bench-full: every table at full size, up to the open-files limit.
 bench-full: build
 	$(BIN)/bench -full
 

@@ -40,11 +40,11 @@ func NewBenchfmtReporter(r *Report) Reporter {
 				if !run.OK() {
 					continue
 				}
-				fmt.Fprintf(bw, "%s/scenario=%s/transport=%s/clients=%d \t1", BenchPrefix, c.Scenario, c.Transport, c.Clients)
-				// The scenario's own columns, the reach the tables leave to
+				fmt.Fprintf(bw, "%s/%s \t1", BenchPrefix, benchName(r.Table(c.Table), c))
+				// The table's own columns, the reach the tables leave to
 				// the charts (absent in storm), plus the correctness counts
 				// that any comparison must show did not change.
-				metrics := append(Columns(c.Scenario), MetricReach50, MetricReach100, MetricMissing, MetricDuplicates, MetricGaps)
+				metrics := append(TableColumns(r.Table(c.Table), c.Scenario), MetricReach50, MetricReach100, MetricMissing, MetricDuplicates, MetricGaps)
 				for _, m := range metrics {
 					v := m.Get(&run.Figures)
 					if m.Bench == "" || !v.Valid() {
@@ -60,4 +60,23 @@ func NewBenchfmtReporter(r *Report) Reporter {
 		}
 		return nil
 	}
+}
+
+// benchName is a cell's sub-benchmark name: the main table's cells keep the
+// keys they had before tables existed (scenario, transport, clients), so
+// that old and new bench.txt files compare; other tables add theirs and
+// the dimensions they vary.
+func benchName(t *Table, c *Cell) string {
+	var b strings.Builder
+	if t.Name != MainTable {
+		fmt.Fprintf(&b, "table=%s/", t.Name)
+	}
+	fmt.Fprintf(&b, "scenario=%s/transport=%s/", c.Scenario, c.Transport)
+	for _, dim := range DimNames {
+		if t.Varies(dim) {
+			fmt.Fprintf(&b, "%s=%s/", dim, c.Dims.Get(dim))
+		}
+	}
+	fmt.Fprintf(&b, "clients=%d", c.Clients)
+	return b.String()
 }

@@ -13,17 +13,21 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// Chart is one figure of one scenario against the number of clients, a line
-// per transport; or, when Transport is set, several figures of that
-// transport, a line per metric of Lines (the reach charts).
+// Chart is one figure of one section against the number of clients (or,
+// with XDim, against a dimension's numeric value such as a network's
+// round-trip time), a line per row label; or, when Row is set, several
+// figures of that row, a line per metric of Lines (the reach charts).
 type Chart struct {
-	Scenario  string
-	Metric    Metric
-	Transport string
-	Lines     []Metric
-	Labels    []string // legend of each of Lines
-	File      string   // file name inside the run's directory, e.g. steady_p99.svg
-	Title     string
+	Section string // Section.Slug
+	Metric  Metric
+	Row     string // a row label (RowLabel): the reach charts
+	Lines   []Metric
+	Labels  []string // legend of each of Lines
+	// XDim, if set, puts that dimension's values on the x axis at
+	// Table.DimX, and the lines are the rows without it.
+	XDim  string
+	File  string // file name inside the run's directory, e.g. steady_p99.svg
+	Title string
 }
 
 // reachLines are the lines of a reach chart, labelled by share.
@@ -32,7 +36,7 @@ var (
 	reachLabels = []string{"50% of subscriptions", "99%", "100%"}
 )
 
-// chartKinds are the figures charted for every scenario: tail latency,
+// chartKinds are the figures charted for every section: tail latency,
 // memory per connection, CPU per delivery.
 func chartKinds(scenario string) []struct {
 	m    Metric
@@ -52,16 +56,18 @@ func chartKinds(scenario string) []struct {
 	}{{LatencyMetric(scenario), "latency"}, {MetricRSS, "memory"}, {MetricCPU, "cpu"}}
 }
 
-// Charts lists the charts worth drawing for r: every scenario that has at
-// least two client counts with a value, in report order. format is "svg" or
-// "png".
+// Charts lists the charts worth drawing for r: for every section, each
+// kind that has a value, and a reach chart per row label; tables that
+// chart against a dimension (Table.XDim) get those charts instead of the
+// per-clients ones. format is "svg" or "png".
 func Charts(r *Report, format string) []Chart {
 	var out []Chart
-	for _, sc := range r.ScenariosPresent() {
-		for _, k := range chartKinds(sc) {
+	for _, sec := range r.Sections() {
+		t := sec.Table
+		for _, k := range chartKinds(sec.Scenario) {
 			points := 0
-			for _, c := range r.Cells {
-				if c.Scenario == sc && c.Summary.Stat(k.m).Median.Valid() {
+			for _, c := range sec.Cells {
+				if c.Summary.Stat(k.m).Median.Valid() {
 					points++
 				}
 			}
@@ -72,23 +78,30 @@ func Charts(r *Report, format string) []Chart {
 			if unit == "" {
 				unit = "count"
 			}
+			against, xdim := "clients", ""
+			if t.XDim != "" {
+				against, xdim = t.XLabel, t.XDim
+			}
 			out = append(out, Chart{
-				Scenario: sc, Metric: k.m, File: fmt.Sprintf("%s_%s.%s", sc, k.slug, format),
-				Title: fmt.Sprintf("%s: %s (%s) vs clients", sc, k.m.Name, unit),
+				Section: sec.Slug(), Metric: k.m, XDim: xdim, File: fmt.Sprintf("%s_%s.%s", sec.Slug(), k.slug, format),
+				Title: fmt.Sprintf("%s: %s (%s) vs %s", sec.Title(), k.m.Name, unit, against),
 			})
 		}
-		// Reach, one chart per transport: how long a tick takes to reach
-		// half, 99% and all of its subscriptions.
-		for _, tr := range orderedTransports(r) {
+		// Reach, one chart per row: how long a tick takes to reach half,
+		// 99% and all of its subscriptions.
+		if t.XDim != "" {
+			continue
+		}
+		for _, label := range rowLabels(sec, "") {
 			has := false
-			for _, c := range r.Cells {
-				has = has || c.Scenario == sc && c.Transport == tr && c.Summary.Stat(MetricReach100).Median.Valid()
+			for _, c := range sec.Cells {
+				has = has || RowLabel(t, c) == label && c.Summary.Stat(MetricReach100).Median.Valid()
 			}
 			if has {
 				out = append(out, Chart{
-					Scenario: sc, Metric: MetricReach99, Transport: tr, Lines: reachLines, Labels: reachLabels,
-					File:  fmt.Sprintf("%s_reach_%s.%s", sc, tr, format),
-					Title: fmt.Sprintf("%s, %s: median time for a tick to reach 50/99/100%% of its subscriptions (ms)", sc, tr),
+					Section: sec.Slug(), Metric: MetricReach99, Row: label, Lines: reachLines, Labels: reachLabels,
+					File:  fmt.Sprintf("%s_reach_%s.%s", sec.Slug(), strings.ReplaceAll(label, " ", "_"), format),
+					Title: fmt.Sprintf("%s, %s: median time for a tick to reach 50/99/100%% of its subscriptions (ms)", sec.Title(), label),
 				})
 			}
 		}
@@ -96,37 +109,74 @@ func Charts(r *Report, format string) []Chart {
 	return out
 }
 
-// line is one line of a chart: a metric of one transport's cells.
-type line struct {
-	label     string
-	transport string
-	metric    Metric
-	style     int // colour, dashes and marker
+// rowLabels lists a section's row labels in order, leaving out dimension
+// without (the x axis of a chart against it) and the clients.
+func rowLabels(sec Section, without string) []string {
+	var out []string
+	for _, c := range sec.Cells {
+		if l := lineLabel(sec.Table, c, without); !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
-// lines lists what c draws: every transport's c.Metric, each in its own
-// style across all charts (its position in Transports), or c.Lines of
-// c.Transport in the order given.
-func (c Chart) lines(r *Report) []line {
+// lineLabel is RowLabel without dimension without.
+func lineLabel(t *Table, c *Cell, without string) string {
+	parts := []string{c.Transport}
+	for _, dim := range DimNames {
+		if t.Varies(dim) && dim != without {
+			parts = append(parts, c.Dims.Get(dim))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// line is one line of a chart: a metric of the cells of one line label.
+type line struct {
+	label  string // legend
+	key    string // lineLabel of its cells
+	metric Metric
+	style  int // colour, dashes and marker
+}
+
+// lines lists what c draws: every row's c.Metric, a transport of the main
+// table keeping its style across all charts (its position in Transports),
+// or c.Lines of c.Row in the order given.
+func (c Chart) lines(sec Section) []line {
 	var out []line
-	if c.Transport != "" {
+	if c.Row != "" {
 		for i, m := range c.Lines {
 			label := m.Header
 			if i < len(c.Labels) {
 				label = c.Labels[i]
 			}
-			out = append(out, line{label: label, transport: c.Transport, metric: m, style: i})
+			out = append(out, line{label: label, key: c.Row, metric: m, style: i})
 		}
 		return out
 	}
-	for ti, tr := range orderedTransports(r) {
-		style := slices.Index(Transports, tr)
-		if style < 0 {
-			style = len(Transports) + ti
+	for i, l := range rowLabels(sec, c.XDim) {
+		style := i
+		if sec.Table.Name == MainTable {
+			if ti := slices.Index(Transports, l); ti >= 0 {
+				style = ti
+			} else {
+				style = len(Transports) + i
+			}
 		}
-		out = append(out, line{label: tr, transport: tr, metric: c.Metric, style: style})
+		out = append(out, line{label: l, key: l, metric: c.Metric, style: style})
 	}
 	return out
+}
+
+// section finds the section a chart belongs to.
+func (c Chart) section(r *Report) (Section, bool) {
+	for _, sec := range r.Sections() {
+		if sec.Slug() == c.Section {
+			return sec, true
+		}
+	}
+	return Section{}, false
 }
 
 // series is one transport's line: medians with min–max error bars. It is
@@ -150,30 +200,45 @@ func (s *series) add(x, med, lo, hi float64) {
 // Transports), so the charts read together.
 func NewChartReporter(r *Report, c Chart) Reporter {
 	return func(w io.Writer) error {
+		sec, ok := c.section(r)
+		if !ok {
+			return fmt.Errorf("chart %s: no section %s", c.File, c.Section)
+		}
 		p := plot.New()
 		p.Title.Text = c.Title
 		p.X.Label.Text = "clients"
+		if c.XDim != "" {
+			p.X.Label.Text = sec.Table.XLabel
+		}
 		p.Y.Label.Text = c.Metric.Header
-		if c.Transport != "" {
+		if c.Row != "" {
 			p.Y.Label.Text = c.Metric.Unit
 		}
 		p.Legend.Top, p.Legend.Left = true, true
 		var all []float64
 		ymin, ymax := 0.0, 0.0
 		minPos := math.Inf(1) // smallest lower end of an error bar
-		for _, l := range c.lines(r) {
+		for _, l := range c.lines(sec) {
 			var s series
 			m := l.metric
-			for _, cell := range r.Cells {
-				if cell.Scenario != c.Scenario || cell.Transport != l.transport {
+			for _, cell := range sec.Cells {
+				if lineLabel(sec.Table, cell, c.XDim) != l.key {
 					continue
 				}
 				st := cell.Summary.Stat(m)
 				if !st.Median.Valid() {
 					continue
 				}
+				x := float64(cell.Clients)
+				if c.XDim != "" {
+					xv, ok := sec.Table.DimX[cell.Dims.Get(c.XDim)]
+					if !ok {
+						continue
+					}
+					x = xv
+				}
 				med := m.Display(float64(st.Median))
-				s.add(float64(cell.Clients), med, m.Display(float64(st.Min)), m.Display(float64(st.Max)))
+				s.add(x, med, m.Display(float64(st.Min)), m.Display(float64(st.Max)))
 				ymin = math.Min(ymin, m.Display(float64(st.Min)))
 				minPos = math.Min(minPos, m.Display(float64(st.Min)))
 				ymax = math.Max(ymax, m.Display(float64(st.Max)))
@@ -207,7 +272,7 @@ func NewChartReporter(r *Report, c Chart) Reporter {
 		slices.Sort(all)
 		all = slices.Compact(all)
 		lo, hi := all[0], all[len(all)-1]
-		if lo > 0 && hi/lo >= 10 {
+		if lo > 0 && hi/lo >= 10 && c.XDim == "" {
 			// Client counts usually grow by factors of ten: a log axis keeps
 			// 100 and 1000 from being squashed against the left edge.
 			p.X.Scale = plot.LogScale{}

@@ -67,8 +67,12 @@ type Figures struct {
 	// the ticks that never did, ReachTicks the ticks owed to anyone.
 	Reach50, Reach99, Reach100                            Num
 	ReachTicks, ReachNever50, ReachNever99, ReachNever100 Num
-	Saturated, Incorrect                                  bool
-	Why                                                   string `json:",omitempty"` // what made the run incorrect
+	// The side process (network proxy), when the run had one: its CPU
+	// per 1,000 ticks the clients received, and its share of one core.
+	SideCPUPer1k, SideCPUShare Num
+	Saturated, Incorrect       bool
+	SideSaturated              bool   `json:",omitempty"`
+	Why                        string `json:",omitempty"` // what made the run incorrect
 }
 
 // MinCPUSeconds is the least server CPU time a window must show for CPU
@@ -150,6 +154,17 @@ func Derive(run *Run) Figures {
 		}
 	}
 	f.Saturated = res.Self.Saturated
+	if sd := run.Side; sd != nil && sd.WindowSeconds > 0 {
+		f.SideSaturated = sd.Saturated
+		if sd.CPUSeconds >= MinCPUSeconds {
+			f.SideCPUShare = Num(sd.CPUSeconds / sd.WindowSeconds)
+			if res.MsgsPerSec > 0 {
+				// The clients' delivery rate over the measured time, applied
+				// to the window the proxy was sampled over.
+				f.SideCPUPer1k = Num(sd.CPUSeconds * 1000 / (res.MsgsPerSec * sd.WindowSeconds) * 1000)
+			}
+		}
+	}
 	why := c.Faults()
 	f.Incorrect = len(why) > 0
 	f.Why = strings.Join(why, ", ")
@@ -162,7 +177,8 @@ func (f *Figures) nums() []*Num {
 	return []*Num{&f.P50, &f.P99, &f.P999, &f.FT50, &f.FT99, &f.FT999, &f.ConnectP99, &f.MsgsPerSec,
 		&f.Missing, &f.Duplicates, &f.OutOfOrder, &f.Wrong, &f.Gaps, &f.Reconnects, &f.Failures,
 		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
-		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100}
+		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100,
+		&f.SideCPUPer1k, &f.SideCPUShare}
 }
 
 // Metric describes one figure for the tables, the charts, the benchmark
@@ -252,6 +268,10 @@ var (
 		Bench: "reach99-ns", Get: func(f *Figures) Num { return f.Reach99 }}.duration()
 	MetricReach100 = Metric{Key: "reach100_ms", Header: "reach p100 ms", Name: "median time to reach every subscription", Prec: 2,
 		Bench: "reach100-ns", Get: func(f *Figures) Num { return f.Reach100 }}.duration()
+	MetricSideCPU = Metric{Key: "proxy_cpu_ms_per_1k", Header: "proxy CPU ms/1k", Name: "proxy CPU per 1,000 delivered ticks", Unit: "ms", Prec: 2,
+		Bench: "proxy-cpu-ns/tick", BenchX: 1000, Lower: true, Get: func(f *Figures) Num { return f.SideCPUPer1k }}
+	MetricSideShare = Metric{Key: "proxy_cpu_share", Header: "proxy core %", Name: "proxy's share of its core", Unit: "%", Div: 0.01, Prec: 0,
+		Bench: "proxy-core-share", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.SideCPUShare }}
 	MetricMissing    = Metric{Key: "missing", Bench: "missing", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Missing }}
 	MetricDuplicates = Metric{Key: "duplicates", Bench: "duplicates", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Duplicates }}
 	MetricGaps       = Metric{Key: "gaps", Bench: "gaps", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.Gaps }}
@@ -261,7 +281,7 @@ var (
 // AllMetrics lists every metric that is summarised.
 var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, MetricReach99, MetricReach100, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
 	MetricMsgs, MetricBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
-	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps}
+	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare}
 
 // Columns lists the metric columns of a scenario's table. The delivery
 // correctness column (missing/dup/gap) and the notes are added by the table.
@@ -320,10 +340,12 @@ type Summary struct {
 	OK        int             `json:"ok"`
 	Stats     map[string]Stat `json:"stats"`
 	Saturated int             `json:"saturated,omitempty"` // repeats where the load generator saturated
-	Incorrect int             `json:"incorrect,omitempty"` // repeats with missing/duplicate/out-of-order/wrong ticks
-	Crashed   int             `json:"crashed,omitempty"`   // repeats where the server crashed
-	Failed    int             `json:"failed,omitempty"`    // repeats with no result, crashes included
-	Notes     []string        `json:"notes,omitempty"`     // one line each, for the notes column and the prose
+	// SideSaturated counts repeats where the side process (proxy) saturated.
+	SideSaturated int      `json:"side_saturated,omitempty"`
+	Incorrect     int      `json:"incorrect,omitempty"` // repeats with missing/duplicate/out-of-order/wrong ticks
+	Crashed       int      `json:"crashed,omitempty"`   // repeats where the server crashed
+	Failed        int      `json:"failed,omitempty"`    // repeats with no result, crashes included
+	Notes         []string `json:"notes,omitempty"`     // one line each, for the notes column and the prose
 	// Partial says why not every client connected in some repeat (its
 	// note); empty when they all did.
 	Partial string `json:"partial,omitempty"`
@@ -353,6 +375,9 @@ func Summarize(scenario string, runs []Run) Summary {
 			ok = append(ok, r)
 			if r.Figures.Saturated {
 				s.Saturated++
+			}
+			if r.Figures.SideSaturated {
+				s.SideSaturated++
 			}
 			if r.Figures.Incorrect {
 				s.Incorrect++
@@ -385,6 +410,9 @@ func Summarize(scenario string, runs []Run) Summary {
 	}
 	if s.Saturated > 0 {
 		s.Notes = append(s.Notes, fmt.Sprintf("LOADGEN SATURATED in %d/%d runs", s.Saturated, s.OK))
+	}
+	if s.SideSaturated > 0 {
+		s.Notes = append(s.Notes, fmt.Sprintf("PROXY SATURATED in %d/%d runs (over %.0f%% of its core)", s.SideSaturated, s.OK, SideSaturation*100))
 	}
 	for _, r := range ok {
 		if len(r.Warnings) > 0 {

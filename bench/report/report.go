@@ -28,9 +28,9 @@ import (
 
 // SchemaVersion of results.json. It changes whenever a field changes meaning
 // or disappears, so that an old file is refused instead of misread.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
-// Scenario names. Each is one table in summary.md.
+// Scenario names. Each is one table in summary.md per bench table.
 const (
 	Steady = "steady" // every client keeps up
 	Slow   = "slow"   // a share of the clients stall
@@ -69,6 +69,104 @@ type Config struct {
 	// Caveats are sentences about how this run measured, printed with it.
 	Caveats []string `json:"caveats,omitempty"`
 	Args    []string `json:"args,omitempty"` // the command line
+	// Tables are the bench tables that were run, in order: each is a
+	// matrix of its own, with its conditions (rendered in its caption).
+	Tables []Table `json:"tables,omitempty"`
+}
+
+// The dimensions of a run besides scenario, transport and clients. Their
+// names are the keys of Dims.Get and Table.Vary.
+const (
+	DimProtocol = "protocol"
+	DimNetwork  = "network"
+	DimImpl     = "impl"
+	DimWorkload = "workload"
+)
+
+// DimNames lists the dimensions in the order rows and labels show them.
+var DimNames = []string{DimWorkload, DimImpl, DimProtocol, DimNetwork}
+
+// DefaultDims is the idealised setting every figure came from before
+// dimensions existed: plaintext HTTP/1.1 on loopback, this project's
+// servers, the price feed. A results file without dims means these.
+var DefaultDims = Dims{Protocol: "h1", Network: "loopback", Impl: "pushbench", Workload: "feed"}
+
+// Dims are a run's conditions besides scenario, transport and clients: one
+// value of each dimension of the comparison. What each value means for the
+// processes (flags, a proxy) is bench/matrix's business; the report only
+// names them.
+type Dims struct {
+	Protocol string `json:"protocol"`
+	Network  string `json:"network"`
+	Impl     string `json:"impl"`
+	Workload string `json:"workload"`
+}
+
+// Get returns the value of the dimension named dim ("" for an unknown name).
+func (d Dims) Get(dim string) string {
+	switch dim {
+	case DimProtocol:
+		return d.Protocol
+	case DimNetwork:
+		return d.Network
+	case DimImpl:
+		return d.Impl
+	case DimWorkload:
+		return d.Workload
+	}
+	return ""
+}
+
+// withDefaults fills the unset dimensions with DefaultDims.
+func (d Dims) withDefaults() Dims {
+	def := DefaultDims
+	for _, x := range []struct{ v, dv *string }{{&d.Protocol, &def.Protocol}, {&d.Network, &def.Network}, {&d.Impl, &def.Impl}, {&d.Workload, &def.Workload}} {
+		if *x.v == "" {
+			*x.v = *x.dv
+		}
+	}
+	return d
+}
+
+// MainTable names the table of the transports × clients × scenarios
+// comparison that every results file had before tables existed.
+const MainTable = "transports"
+
+// Table is one bench table as it was run: its own matrix (scenarios,
+// transports, client counts, the values of the dimensions it varies) and
+// the conditions it holds fixed, so that its caption can say them.
+type Table struct {
+	Name  string `json:"name"`  // short, in file names: "transports", "protocols"
+	Title string `json:"title"` // heading
+	About string `json:"about,omitempty"`
+	// Conditions is one sentence of what holds for every row: protocol,
+	// network, implementation and its version, feed rate, durations.
+	Conditions string   `json:"conditions"`
+	Vary       []string `json:"vary,omitempty"` // dimensions shown as columns (DimNames)
+	// Values describes every dimension value in the table: "tls" -> "TLS
+	// 1.3, self-signed ECDSA P-256, HTTP/1.1", printed under the table.
+	Values map[string]string `json:"values,omitempty"`
+	// DimValues lists, for each dimension in Vary, its values in row order.
+	DimValues  map[string][]string `json:"dim_values,omitempty"`
+	Scenarios  []string            `json:"scenarios"`
+	Transports []string            `json:"transports"`
+	Clients    []int               `json:"clients"`
+	// ClientsHeader is the clients column's name ("clients"; "in flight"
+	// for answer streaming, where the count is answers in flight).
+	ClientsHeader string `json:"clients_header,omitempty"`
+	// Columns lists the metric keys of the table's columns; empty: the
+	// scenario's defaults (Columns).
+	Columns []string `json:"columns,omitempty"`
+	// XDim, if set, charts the table against that dimension instead of
+	// the clients: DimX is each value's position (a network's RTT in ms)
+	// and XLabel the axis title.
+	XDim     string             `json:"x_dim,omitempty"`
+	DimX     map[string]float64 `json:"dim_x,omitempty"`
+	XLabel   string             `json:"x_label,omitempty"`
+	Rate     float64            `json:"rate"`
+	Duration Duration           `json:"duration"`
+	Warmup   Duration           `json:"warmup"`
+	Repeat   int                `json:"repeat"`
 }
 
 // Duration is a time.Duration that reads and writes as "2s" in JSON.
@@ -155,6 +253,8 @@ type Point struct {
 
 // Run is one repeat of one cell.
 type Run struct {
+	Table     string         `json:"table"`
+	Dims      Dims           `json:"dims"`
 	Scenario  string         `json:"scenario"`
 	Transport string         `json:"transport"`
 	Clients   int            `json:"clients"`
@@ -164,6 +264,9 @@ type Run struct {
 	Loadgens  int            `json:"loadgens"`
 	Result    *result.Result `json:"result,omitempty"` // the load generators' results, merged
 	Server    Server         `json:"server"`
+	// Side is a side process of the run (the network-shaping proxy),
+	// sampled from outside like the server; nil when there was none.
+	Side *Side `json:"side,omitempty"`
 	// Crashed: the server exited on its own during the run. Error says how
 	// (exit status and the tail of its stderr). A run with an Error has no
 	// figures, and its cell says so instead of hiding it.
@@ -176,11 +279,31 @@ type Run struct {
 	Figures Figures `json:"figures"`
 }
 
+// Side is what bench measured of a run's side process (a proxy between the
+// load generators and the server) over the same window as the server.
+type Side struct {
+	Name          string  `json:"name"` // what it is: "netshape wan"
+	RSSBytes      int64   `json:"rss_bytes"`
+	IdleRSSBytes  int64   `json:"idle_rss_bytes"`
+	CPUSeconds    float64 `json:"cpu_seconds"`
+	WindowSeconds float64 `json:"window_s"`
+	// Saturated: its CPU share of the window reached SideSaturation of
+	// one core; the latency is then partly the proxy's.
+	Saturated bool `json:"saturated,omitempty"`
+}
+
+// SideSaturation is the share of one core above which a side process is
+// flagged as saturated: a proxy busy most of the time queues what passes
+// through it.
+const SideSaturation = 0.9
+
 // OK reports whether the run produced figures.
 func (r *Run) OK() bool { return r.Error == "" && r.Result != nil }
 
 // Cell is every repeat of one (scenario, transport, clients).
 type Cell struct {
+	Table     string `json:"table"`
+	Dims      Dims   `json:"dims"`
 	Scenario  string `json:"scenario"`
 	Transport string `json:"transport"`
 	Clients   int    `json:"clients"`
@@ -192,7 +315,15 @@ type Cell struct {
 }
 
 // Key names a cell.
-func (c *Cell) Key() string { return fmt.Sprintf("%s/%s/%d", c.Scenario, c.Transport, c.Clients) }
+func (c *Cell) Key() string {
+	d := c.Dims
+	return fmt.Sprintf("%s/%s/%s/%s/%s/%s/%s/%d", c.Table, c.Scenario, c.Transport, d.Workload, d.Impl, d.Protocol, d.Network, c.Clients)
+}
+
+// same reports whether a run belongs in c.
+func (c *Cell) same(run *Run) bool {
+	return c.Table == run.Table && c.Dims == run.Dims && c.Scenario == run.Scenario && c.Transport == run.Transport && c.Clients == run.Clients
+}
 
 // Merged holds the histograms of all the repeats of a cell merged exactly.
 type Merged struct {
@@ -228,15 +359,19 @@ func New(cfg Config, env Env, started time.Time) *Report {
 // the stored results, so that a results.json renders with the current
 // rules.
 func (r *Report) Add(run Run) {
+	if run.Table == "" {
+		run.Table = MainTable
+	}
+	run.Dims = run.Dims.withDefaults()
 	run.Figures = Derive(&run)
 	r.closed = false
 	for _, c := range r.Cells {
-		if c.Scenario == run.Scenario && c.Transport == run.Transport && c.Clients == run.Clients {
+		if c.same(&run) {
 			c.Runs = append(c.Runs, run)
 			return
 		}
 	}
-	r.Cells = append(r.Cells, &Cell{Scenario: run.Scenario, Transport: run.Transport, Clients: run.Clients, Runs: []Run{run}})
+	r.Cells = append(r.Cells, &Cell{Table: run.Table, Dims: run.Dims, Scenario: run.Scenario, Transport: run.Transport, Clients: run.Clients, Runs: []Run{run}})
 }
 
 // Close orders the cells as the matrix was given, merges histograms and
@@ -245,12 +380,24 @@ func (r *Report) Close(finished time.Time) error {
 	if !finished.IsZero() {
 		r.Finished = finished.UTC()
 	}
+	for _, c := range r.Cells {
+		r.Table(c.Table) // every cell has a table before pointers to them are kept
+	}
 	slices.SortStableFunc(r.Cells, func(a, b *Cell) int {
-		if d := order(r.Config.Scenarios, Scenarios, a.Scenario) - order(r.Config.Scenarios, Scenarios, b.Scenario); d != 0 {
+		if d := r.tableIndex(a.Table) - r.tableIndex(b.Table); d != 0 {
 			return d
 		}
-		if d := order(r.Config.Transports, Transports, a.Transport) - order(r.Config.Transports, Transports, b.Transport); d != 0 {
+		t := r.Table(a.Table)
+		if d := order(t.Scenarios, Scenarios, a.Scenario) - order(t.Scenarios, Scenarios, b.Scenario); d != 0 {
 			return d
+		}
+		if d := order(t.Transports, Transports, a.Transport) - order(t.Transports, Transports, b.Transport); d != 0 {
+			return d
+		}
+		for _, dim := range DimNames {
+			if d := order(t.valuesOf(dim), nil, a.Dims.Get(dim)) - order(t.valuesOf(dim), nil, b.Dims.Get(dim)); d != 0 {
+				return d
+			}
 		}
 		return a.Clients - b.Clients
 	})
@@ -280,14 +427,61 @@ func order(configured, all []string, v string) int {
 	return len(configured) + len(all)
 }
 
-// Cell returns the cell for (scenario, transport, clients), or nil.
+// Cell returns the main table's cell for (scenario, transport, clients)
+// with the default dimensions, or nil.
 func (r *Report) Cell(scenario, transport string, clients int) *Cell {
+	return r.CellOf(MainTable, DefaultDims, scenario, transport, clients)
+}
+
+// CellOf returns the cell of table for (dims, scenario, transport,
+// clients), or nil.
+func (r *Report) CellOf(table string, dims Dims, scenario, transport string, clients int) *Cell {
+	run := Run{Table: table, Dims: dims.withDefaults(), Scenario: scenario, Transport: transport, Clients: clients}
 	for _, c := range r.Cells {
-		if c.Scenario == scenario && c.Transport == transport && c.Clients == clients {
+		if c.same(&run) {
 			return c
 		}
 	}
 	return nil
+}
+
+// Section is one table of summary.md: the cells of one bench table in one
+// scenario.
+type Section struct {
+	Table    *Table
+	Scenario string
+	Cells    []*Cell
+}
+
+// Slug names the section's files: "steady" for the main table (as before
+// tables existed), else "<table>_<scenario>".
+func (s Section) Slug() string {
+	if s.Table.Name == MainTable {
+		return s.Scenario
+	}
+	return s.Table.Name + "_" + s.Scenario
+}
+
+// Title is the section's heading.
+func (s Section) Title() string {
+	if s.Table.Name == MainTable {
+		return s.Scenario
+	}
+	return s.Table.Title + ": " + s.Scenario
+}
+
+// Sections lists the sections that have cells, in report order (Close
+// sorts the cells).
+func (r *Report) Sections() []Section {
+	var out []Section
+	for _, c := range r.Cells {
+		if n := len(out); n > 0 && out[n-1].Table.Name == c.Table && out[n-1].Scenario == c.Scenario {
+			out[n-1].Cells = append(out[n-1].Cells, c)
+			continue
+		}
+		out = append(out, Section{Table: r.Table(c.Table), Scenario: c.Scenario, Cells: []*Cell{c}})
+	}
+	return out
 }
 
 // ScenariosPresent lists the scenarios that have cells, in report order.
@@ -300,6 +494,31 @@ func (r *Report) ScenariosPresent() []string {
 	}
 	return out
 }
+
+// Table returns the table named name. A results file from before tables
+// existed, or a run of a table it does not describe, gets one made from
+// the report's Config, so that every cell has a table to be shown in.
+func (r *Report) Table(name string) *Table {
+	for i := range r.Config.Tables {
+		if r.Config.Tables[i].Name == name {
+			return &r.Config.Tables[i]
+		}
+	}
+	c := r.Config
+	r.Config.Tables = append(r.Config.Tables, Table{Name: name, Title: name, Scenarios: c.Scenarios, Transports: c.Transports,
+		Clients: c.Clients, Rate: c.Rate, Duration: c.Duration, Warmup: c.Warmup, Repeat: c.Repeat})
+	return &r.Config.Tables[len(r.Config.Tables)-1]
+}
+
+func (r *Report) tableIndex(name string) int {
+	return slices.IndexFunc(r.Config.Tables, func(t Table) bool { return t.Name == name })
+}
+
+// valuesOf lists the values of a dimension in the table's row order.
+func (t *Table) valuesOf(dim string) []string { return t.DimValues[dim] }
+
+// Varies reports whether the table shows dimension dim as a column.
+func (t *Table) Varies(dim string) bool { return slices.Contains(t.Vary, dim) }
 
 // Failed counts runs that produced no figures.
 func (r *Report) Failed() int {

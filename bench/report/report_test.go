@@ -336,7 +336,7 @@ func TestJSONRoundTrip(t *testing.T) {
 	if a, b := render(t, NewTablesReporter(r, ASCII)), render(t, NewTablesReporter(back, ASCII)); !bytes.Equal(a, b) {
 		t.Errorf("tables differ after a JSON round trip:\n%s\n%s", a, b)
 	}
-	bad := bytes.Replace(js, []byte(`"schema_version": 1`), []byte(`"schema_version": 99`), 1)
+	bad := bytes.Replace(js, []byte(`"schema_version": 2`), []byte(`"schema_version": 99`), 1)
 	if _, err := Load(bytes.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "schema version 99") {
 		t.Errorf("other schema version accepted: %v", err)
 	}
@@ -381,7 +381,7 @@ func TestCharts(t *testing.T) {
 				}
 			case "svg":
 				legend := "poll"
-				if c.Transport != "" {
+				if c.Row != "" {
 					legend = "99%"
 				}
 				if !bytes.Contains(b[:min(len(b), 200)], []byte("<svg")) || !bytes.Contains(b, []byte(legend)) {
@@ -474,7 +474,7 @@ func TestLoadWithoutReach(t *testing.T) {
 		}
 	}
 	for _, c := range Charts(r, "svg") {
-		if c.Transport != "" {
+		if c.Row != "" {
 			t.Errorf("reach chart %s without reach data", c.File)
 		}
 	}

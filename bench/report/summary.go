@@ -24,17 +24,25 @@ func NewSummaryReporter(r *Report, charts []Chart) Reporter {
 			p("- %s\n", f)
 		}
 		p("\n## How to read the tables\n\n%s\n", howToRead)
-		for _, sc := range r.ScenariosPresent() {
-			p("\n## %s\n\n%s\n\n", sc, ScenarioBlurb(sc, r.Config))
+		lastTable := ""
+		for _, sec := range r.Sections() {
+			if t := sec.Table; t.Name != lastTable {
+				lastTable = t.Name
+				p("\n# %s\n", t.Title)
+				if t.About != "" {
+					p("\n%s\n", t.About)
+				}
+			}
+			p("\n## %s\n\n%s\n\n%s\n\n", sec.Title(), ScenarioBlurb(sec.Scenario, r.Config), mdEscape(Caption(sec.Table)))
 			if err := bw.Flush(); err != nil {
 				return fmt.Errorf("write summary: %w", err)
 			}
-			if err := NewTableReporter(r, sc, Markdown)(w); err != nil {
+			if err := NewTableReporter(r, sec, Markdown)(w); err != nil {
 				return err
 			}
 			first := true
 			for _, c := range charts {
-				if c.Scenario != sc {
+				if c.Section != sec.Slug() {
 					continue
 				}
 				if first {
@@ -82,9 +90,15 @@ func Conditions(r *Report) string {
 	}
 	fmt.Fprintf(&b, ". Machine: %s, %d cores, Linux %s, %s, open-files limit %d. %s ",
 		orUnknown(e.CPUModel), e.Cores, orUnknown(e.Kernel), e.GoVersion, e.OpenFiles, e.Pinning.Note)
-	fmt.Fprintf(&b, "Matrix: %s × %s clients × %s; %d repeat(s) of %s after %s warm-up; feed %g ticks/s over %d symbols (seed %d)",
-		strings.Join(c.Transports, ", "), joinInts(c.Clients), strings.Join(c.Scenarios, ", "),
-		c.Repeat, c.Duration, c.Warmup, c.Rate, c.Symbols, c.Seed)
+	var names []string
+	for _, t := range c.Tables {
+		names = append(names, t.Name)
+	}
+	if len(names) == 0 {
+		names = []string{MainTable}
+	}
+	fmt.Fprintf(&b, "Tables: %s (each says its own matrix and conditions); feed over %d symbols (seed %d)",
+		strings.Join(names, ", "), c.Symbols, c.Seed)
 	if c.Subscribe != "" {
 		fmt.Fprintf(&b, "; each client subscribes to %s", c.Subscribe)
 	} else {
@@ -125,42 +139,62 @@ func joinInts(v []int) string {
 	return strings.Join(s, ", ")
 }
 
-// Findings are the generated "what these numbers say": per scenario and
-// key figure, which transport wins at the largest client count where at
-// least two transports have a value, and by how much; then crashes,
-// incorrect cells and, when both ran, what stalled clients did to the
-// others. Wins inside the repeats' spread are called out as such.
+// Findings are the generated "what these numbers say": per section and
+// key figure, which row wins at the largest client count where at least
+// two rows have a value, and by how much; then crashes, incorrect cells
+// and, when both ran, what stalled clients did to the others. Wins inside
+// the repeats' spread are called out as such. Each table's own checks
+// (FindingsOf) come after its comparisons.
 func Findings(r *Report) []string {
 	var out []string
-	for _, sc := range r.ScenariosPresent() {
-		metrics := []Metric{LatencyMetric(sc), MetricReach99, MetricRSS, MetricCPU, MetricBytes}
-		if sc == Storm {
+	for _, sec := range r.Sections() {
+		metrics := []Metric{LatencyMetric(sec.Scenario), MetricReach99, MetricRSS, MetricCPU, MetricBytes}
+		if sec.Scenario == Storm {
 			metrics = []Metric{MetricFT99, MetricCPUConns}
 		}
+		if len(sec.Table.Columns) > 0 {
+			metrics = slices.DeleteFunc(TableColumns(sec.Table, sec.Scenario), func(m Metric) bool { return !m.summary })
+		}
 		for _, m := range metrics {
-			if f := compare(r, sc, m); f != "" {
+			if f := compare(sec, m); f != "" {
 				out = append(out, f)
 			}
 		}
 	}
 	out = append(out, slowVsSteady(r)...)
-	for _, c := range r.Cells {
-		s := &c.Summary
-		if s.Crashed > 0 {
-			out = append(out, fmt.Sprintf("**%s crashed** in %s at %d clients (%d of %d runs).", c.Transport, c.Scenario, c.Clients, s.Crashed, s.Runs))
-		}
-		if s.Incorrect > 0 {
-			out = append(out, fmt.Sprintf("**%s delivered incorrectly** in %s at %d clients (%d of %d runs).", c.Transport, c.Scenario, c.Clients, s.Incorrect, s.OK))
+	for _, sec := range r.Sections() {
+		if f := TableFindings[sec.Table.Name]; f != nil {
+			out = append(out, f(r, sec)...)
 		}
 	}
-	sat := 0
+	for _, c := range r.Cells {
+		s := &c.Summary
+		where := fmt.Sprintf("in %s at %d clients", c.Scenario, c.Clients)
+		if c.Table != MainTable {
+			where = fmt.Sprintf("in %s, %s at %d", r.Table(c.Table).Title, c.Scenario, c.Clients)
+		}
+		label := RowLabel(r.Table(c.Table), c)
+		if s.Crashed > 0 {
+			out = append(out, fmt.Sprintf("**%s crashed** %s (%d of %d runs).", label, where, s.Crashed, s.Runs))
+		}
+		if s.Incorrect > 0 {
+			out = append(out, fmt.Sprintf("**%s delivered incorrectly** %s (%d of %d runs).", label, where, s.Incorrect, s.OK))
+		}
+	}
+	sat, side := 0, 0
 	for _, c := range r.Cells {
 		if c.Summary.Saturated > 0 {
 			sat++
 		}
+		if c.Summary.SideSaturated > 0 {
+			side++
+		}
 	}
 	if sat > 0 {
 		out = append(out, fmt.Sprintf("The load generator saturated in %d of %d cells (flagged SATURATED): there the latency partly measures the client, not the transport.", sat, len(r.Cells)))
+	}
+	if side > 0 {
+		out = append(out, fmt.Sprintf("The network proxy saturated in %d of %d cells (flagged PROXY SATURATED): there the latency partly measures the proxy, not the network profile.", side, len(r.Cells)))
 	}
 	if len(out) == 0 {
 		out = append(out, "No cell has figures for two transports side by side, so nothing can be compared.")
@@ -168,20 +202,24 @@ func Findings(r *Report) []string {
 	return out
 }
 
+// TableFindings holds each table's own generated sentences, by table name:
+// checks of the shape the data should have (a network's round trip in long
+// polling's latency, a library that kept up or not), stated when it holds
+// and when it does not. A table without an entry gets only the generic
+// comparisons.
+var TableFindings = map[string]func(r *Report, sec Section) []string{}
+
 type entry struct {
-	transport string
-	stat      Stat
-	flags     string
+	label string
+	stat  Stat
+	flags string
 }
 
-// compare writes one finding for metric m in scenario sc.
-func compare(r *Report, sc string, m Metric) string {
+// compare writes one finding for metric m in a section.
+func compare(sec Section, m Metric) string {
 	byClients := map[int][]entry{}
 	var counts []int
-	for _, c := range r.Cells {
-		if c.Scenario != sc {
-			continue
-		}
+	for _, c := range sec.Cells {
 		st := c.Summary.Stat(m)
 		if !st.Median.Valid() {
 			continue
@@ -189,9 +227,13 @@ func compare(r *Report, sc string, m Metric) string {
 		if _, ok := byClients[c.Clients]; !ok {
 			counts = append(counts, c.Clients)
 		}
-		byClients[c.Clients] = append(byClients[c.Clients], entry{c.Transport, st, Flags(&c.Summary)})
+		byClients[c.Clients] = append(byClients[c.Clients], entry{RowLabel(sec.Table, c), st, Flags(&c.Summary)})
 	}
 	slices.Sort(counts)
+	prefix := sec.Scenario
+	if sec.Table.Name != MainTable {
+		prefix = sec.Table.Title + ", " + sec.Scenario
+	}
 	for i := len(counts) - 1; i >= 0; i-- {
 		es := byClients[counts[i]]
 		if len(es) < 2 {
@@ -215,7 +257,7 @@ func compare(r *Report, sc string, m Metric) string {
 		if !m.Lower {
 			word = "highest"
 		}
-		// Transports whose displayed values equal the best one tie with it.
+		// Rows whose displayed values equal the best one tie with it.
 		top := 1
 		for top < len(es) && value(m, es[top].stat.Median) == value(m, best.stat.Median) {
 			top++
@@ -223,31 +265,35 @@ func compare(r *Report, sc string, m Metric) string {
 		var b strings.Builder
 		switch {
 		case top == len(es):
-			fmt.Fprintf(&b, "%s, %d clients: all transports are level on %s (%s)", sc, counts[i], m.Name, value(m, best.stat.Median))
+			all := "all rows"
+			if sec.Table.Name == MainTable {
+				all = "all transports"
+			}
+			fmt.Fprintf(&b, "%s, %d clients: %s are level on %s (%s)", prefix, counts[i], all, m.Name, value(m, best.stat.Median))
 		default:
 			names := make([]string, top)
 			for j := range names {
-				names[j] = "**" + es[j].transport + "**"
+				names[j] = "**" + es[j].label + "**"
 			}
 			verb := "has"
 			if top > 1 {
 				verb = "share"
 			}
-			fmt.Fprintf(&b, "%s, %d clients: %s %s the %s %s, %s", sc, counts[i], strings.Join(names, " and "), verb, word, m.Name, value(m, best.stat.Median))
+			fmt.Fprintf(&b, "%s, %d clients: %s %s the %s %s, %s", prefix, counts[i], strings.Join(names, " and "), verb, word, m.Name, value(m, best.stat.Median))
 			var others []string
 			for _, e := range es[top:] {
-				others = append(others, fmt.Sprintf("%s %s%s", e.transport, value(m, e.stat.Median), ratio(m, best.stat.Median, e.stat.Median)))
+				others = append(others, fmt.Sprintf("%s %s%s", e.label, value(m, e.stat.Median), ratio(m, best.stat.Median, e.stat.Median)))
 			}
 			fmt.Fprintf(&b, "; %s", strings.Join(others, ", "))
 			if overlap(best.stat, es[top].stat) {
-				fmt.Fprintf(&b, " (the spread of the repeats overlaps %s's: not a clear win)", es[top].transport)
+				fmt.Fprintf(&b, " (the spread of the repeats overlaps %s's: not a clear win)", es[top].label)
 			}
 		}
-		if lat := LatencyMetric(sc); m.Key != lat.Key && top < len(es) {
-			b.WriteString(tradeOff(r, sc, counts[i], best.transport, lat))
+		if lat := LatencyMetric(sec.Scenario); m.Key != lat.Key && top < len(es) {
+			b.WriteString(tradeOff(sec, counts[i], best.label, lat))
 		}
 		if best.flags != "" {
-			fmt.Fprintf(&b, "; %s's cell is flagged %s", best.transport, best.flags)
+			fmt.Fprintf(&b, "; %s's cell is flagged %s", best.label, best.flags)
 		}
 		b.WriteString(".")
 		return b.String()
@@ -255,27 +301,27 @@ func compare(r *Report, sc string, m Metric) string {
 	return ""
 }
 
-// tradeOff says when a transport that wins on a cost figure pays for it in
+// tradeOff says when a row that wins on a cost figure pays for it in
 // latency (short polling batches ticks and holds no connection, so it is
-// cheap and slow): its latency against the best one at the same cell.
-func tradeOff(r *Report, sc string, clients int, transport string, lat Metric) string {
-	own := r.Cell(sc, transport, clients)
-	if own == nil {
-		return ""
-	}
-	mine := own.Summary.Stat(lat).Median
-	best := NA
-	for _, c := range r.Cells {
-		if c.Scenario == sc && c.Clients == clients && c.Transport != transport {
-			if v := c.Summary.Stat(lat).Median; v.Valid() && (!best.Valid() || v < best) {
-				best = v
-			}
+// cheap and slow): its latency against the best other row at the same
+// client count.
+func tradeOff(sec Section, clients int, label string, lat Metric) string {
+	mine, best := NA, NA
+	for _, c := range sec.Cells {
+		if c.Clients != clients {
+			continue
+		}
+		v := c.Summary.Stat(lat).Median
+		if RowLabel(sec.Table, c) == label {
+			mine = v
+		} else if v.Valid() && (!best.Valid() || v < best) {
+			best = v
 		}
 	}
 	if !mine.Valid() || !best.Valid() || best <= 0 || mine < 2*best {
 		return ""
 	}
-	return fmt.Sprintf(", but pays in latency: its %s is %s, %s× the best other transport's", lat.Name, value(lat, mine), times(float64(mine/best)))
+	return fmt.Sprintf(", but pays in latency: its %s is %s, %s× the best other row's", lat.Name, value(lat, mine), times(float64(mine/best)))
 }
 
 func value(m Metric, v Num) string {
@@ -314,30 +360,43 @@ func overlap(a, b Stat) bool {
 	return math.Max(float64(a.Min), float64(b.Min)) <= math.Min(float64(a.Max), float64(b.Max))
 }
 
-// slowVsSteady compares each transport's latency and memory growth with
-// stalled clients against the steady run, at the largest client count both
-// have.
+// slowVsSteady compares each row's latency and memory growth with stalled
+// clients against the same row of the same table in steady, at the largest
+// client count both have.
 func slowVsSteady(r *Report) []string {
 	var out []string
-	for _, tr := range orderedTransports(r) {
-		var best *Cell
-		for _, c := range r.Cells {
-			if c.Scenario == Slow && c.Transport == tr && c.Summary.Stat(MetricP99).Median.Valid() {
-				if s := r.Cell(Steady, tr, c.Clients); s != nil && s.Summary.Stat(MetricP99).Median.Valid() {
-					if best == nil || c.Clients > best.Clients {
-						best = c
-					}
-				}
-			}
-		}
-		if best == nil {
+	type key struct {
+		table, label string
+	}
+	best := map[key]*Cell{}
+	var order []key
+	for _, c := range r.Cells {
+		if c.Scenario != Slow || !c.Summary.Stat(MetricP99).Median.Valid() {
 			continue
 		}
-		steady := r.Cell(Steady, tr, best.Clients)
-		a, b := steady.Summary.Stat(MetricP99).Median, best.Summary.Stat(MetricP99).Median
-		line := fmt.Sprintf("With stalled clients, %s's p99 latency at %d clients went from %s (steady) to %s (slow)",
-			tr, best.Clients, value(MetricP99, a), value(MetricP99, b))
-		if g := best.Summary.Stat(MetricGrowth).Median; g.Valid() {
+		s := r.CellOf(c.Table, c.Dims, Steady, c.Transport, c.Clients)
+		if s == nil || !s.Summary.Stat(MetricP99).Median.Valid() {
+			continue
+		}
+		k := key{c.Table, RowLabel(r.Table(c.Table), c)}
+		if b, ok := best[k]; !ok {
+			order = append(order, k)
+		} else if c.Clients <= b.Clients {
+			continue
+		}
+		best[k] = c
+	}
+	for _, k := range order {
+		c := best[k]
+		steady := r.CellOf(c.Table, c.Dims, Steady, c.Transport, c.Clients)
+		a, b := steady.Summary.Stat(MetricP99).Median, c.Summary.Stat(MetricP99).Median
+		where := ""
+		if c.Table != MainTable {
+			where = " (" + r.Table(c.Table).Title + ")"
+		}
+		line := fmt.Sprintf("With stalled clients, %s's p99 latency at %d clients%s went from %s (steady) to %s (slow)",
+			k.label, c.Clients, where, value(MetricP99, a), value(MetricP99, b))
+		if g := c.Summary.Stat(MetricGrowth).Median; g.Valid() {
 			line += fmt.Sprintf(" and server RSS grew %s during the window", value(MetricGrowth, g))
 		}
 		out = append(out, line+".")

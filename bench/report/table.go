@@ -45,29 +45,88 @@ func NewJSONReporter(r *Report) Reporter {
 	}
 }
 
-// NewTablesReporter writes one table per scenario, each under a title line
-// (a "## " heading in Markdown), followed by the notes of its flagged rows.
+// NewTablesReporter writes one table per section (bench table and
+// scenario), each under a title line (a "## " heading in Markdown) and its
+// caption, followed by the notes of its flagged rows.
 func NewTablesReporter(r *Report, style Style) Reporter {
 	return func(w io.Writer) error {
-		for i, sc := range r.ScenariosPresent() {
+		for i, sec := range r.Sections() {
 			if i > 0 {
 				if _, err := fmt.Fprintln(w); err != nil {
 					return err
 				}
 			}
-			title := fmt.Sprintf("%s: %s", sc, ScenarioBlurb(sc, r.Config))
+			title := fmt.Sprintf("%s: %s\n%s", sec.Title(), ScenarioBlurb(sec.Scenario, r.Config), Caption(sec.Table))
 			if style == Markdown {
-				title = fmt.Sprintf("## %s\n\n%s", sc, ScenarioBlurb(sc, r.Config))
+				title = fmt.Sprintf("## %s\n\n%s\n\n%s", sec.Title(), ScenarioBlurb(sec.Scenario, r.Config), mdEscape(Caption(sec.Table)))
 			}
 			if _, err := fmt.Fprintf(w, "%s\n\n", title); err != nil {
 				return err
 			}
-			if err := NewTableReporter(r, sc, style)(w); err != nil {
+			if err := NewTableReporter(r, sec, style)(w); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
+}
+
+// Caption says the conditions of every row of a table: what it holds
+// fixed (protocol, network, implementation and version, rates, durations)
+// and what each value of the dimensions it varies means.
+func Caption(t *Table) string {
+	var b strings.Builder
+	b.WriteString("Conditions: ")
+	if t.Conditions != "" {
+		b.WriteString(strings.TrimSuffix(t.Conditions, "."))
+		b.WriteString("; ")
+	}
+	fmt.Fprintf(&b, "feed %g ticks/s; %s measured after %s warm-up; %d repeat(s).", t.Rate, t.Duration, t.Warmup, t.Repeat)
+	for _, dim := range t.Vary {
+		for _, v := range t.DimValues[dim] {
+			if d := t.Values[v]; d != "" {
+				fmt.Fprintf(&b, " %s %s: %s.", dim, v, strings.TrimSuffix(d, "."))
+			}
+		}
+	}
+	return b.String()
+}
+
+// TableColumns lists the metric columns of a section: the table's own when
+// it names them, else the scenario's defaults. Unknown keys are skipped.
+func TableColumns(t *Table, scenario string) []Metric {
+	if len(t.Columns) == 0 {
+		return Columns(scenario)
+	}
+	var out []Metric
+	for _, k := range t.Columns {
+		if m, ok := MetricByKey(k); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// MetricByKey finds a metric of AllMetrics by its key.
+func MetricByKey(key string) (Metric, bool) {
+	for _, m := range AllMetrics {
+		if m.Key == key {
+			return m, true
+		}
+	}
+	return Metric{}, false
+}
+
+// RowLabel names a cell inside its section: the transport and the values
+// of the dimensions the table varies ("sse tls").
+func RowLabel(t *Table, c *Cell) string {
+	parts := []string{c.Transport}
+	for _, dim := range DimNames {
+		if t.Varies(dim) {
+			parts = append(parts, c.Dims.Get(dim))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // ScenarioBlurb says in one sentence what a scenario does and what to look for.
@@ -96,16 +155,29 @@ func ScenarioBlurb(sc string, cfg Config) string {
 // String writes the duration in Go syntax.
 func (d Duration) String() string { b, _ := d.MarshalText(); return string(b) }
 
-// NewTableReporter writes the table of one scenario: rows transport ×
-// clients, each figure the median of the repeats with its min–max, the
-// delivery-correctness totals over all repeats, and a flag for every cell
-// whose numbers must not be taken at face value. The flags are explained in
-// the notes under the table.
-func NewTableReporter(r *Report, scenario string, style Style) Reporter {
+// NewTableReporter writes the table of one section: rows transport ×
+// the dimensions the table varies × clients, each figure the median of the
+// repeats with its min–max, the delivery-correctness totals over all
+// repeats, and a flag for every cell whose numbers must not be taken at
+// face value. The flags are explained in the notes under the table.
+func NewTableReporter(r *Report, sec Section, style Style) Reporter {
 	return func(w io.Writer) error {
-		cols := Columns(scenario)
-		header := []string{"transport", "clients"}
-		align := []tw.Align{tw.AlignLeft, tw.AlignRight}
+		t := sec.Table
+		cols := TableColumns(t, sec.Scenario)
+		clients := t.ClientsHeader
+		if clients == "" {
+			clients = "clients"
+		}
+		header := []string{"transport"}
+		align := []tw.Align{tw.AlignLeft}
+		for _, dim := range DimNames {
+			if t.Varies(dim) {
+				header = append(header, dim)
+				align = append(align, tw.AlignLeft)
+			}
+		}
+		header = append(header, clients)
+		align = append(align, tw.AlignRight)
 		for _, m := range cols {
 			header = append(header, m.Header)
 			align = append(align, tw.AlignRight)
@@ -117,7 +189,7 @@ func NewTableReporter(r *Report, scenario string, style Style) Reporter {
 		if style == Markdown {
 			rend = renderer.NewMarkdown()
 		}
-		t := tablewriter.NewTable(w,
+		tbl := tablewriter.NewTable(w,
 			tablewriter.WithRenderer(rend),
 			tablewriter.WithHeaderAutoFormat(tw.Off),
 			tablewriter.WithRowAutoWrap(tw.WrapNone),
@@ -125,26 +197,29 @@ func NewTableReporter(r *Report, scenario string, style Style) Reporter {
 			tablewriter.WithHeaderAlignmentConfig(tw.CellAlignment{PerColumn: align}),
 			tablewriter.WithRowAlignmentConfig(tw.CellAlignment{PerColumn: align}),
 		)
-		t.Header(header)
+		tbl.Header(header)
 		var notes []string
-		for _, c := range r.Cells {
-			if c.Scenario != scenario {
-				continue
+		for _, c := range sec.Cells {
+			row := []string{c.Transport}
+			for _, dim := range DimNames {
+				if t.Varies(dim) {
+					row = append(row, c.Dims.Get(dim))
+				}
 			}
-			row := []string{c.Transport, fmt.Sprint(c.Clients)}
+			row = append(row, fmt.Sprint(c.Clients))
 			for _, m := range cols {
 				row = append(row, FormatStat(m, c.Summary.Stat(m), style))
 			}
 			row = append(row, correctness(c), Flags(&c.Summary))
-			if err := t.Append(row); err != nil {
-				return fmt.Errorf("table %s: %w", scenario, err)
+			if err := tbl.Append(row); err != nil {
+				return fmt.Errorf("table %s: %w", sec.Slug(), err)
 			}
 			for _, n := range c.Summary.Notes {
-				notes = append(notes, fmt.Sprintf("%s %d clients: %s", c.Transport, c.Clients, n))
+				notes = append(notes, fmt.Sprintf("%s %d %s: %s", RowLabel(t, c), c.Clients, clients, n))
 			}
 		}
-		if err := t.Render(); err != nil {
-			return fmt.Errorf("table %s: %w", scenario, err)
+		if err := tbl.Render(); err != nil {
+			return fmt.Errorf("table %s: %w", sec.Slug(), err)
 		}
 		if len(notes) > 0 {
 			if _, err := fmt.Fprintln(w); err != nil {
@@ -208,6 +283,9 @@ func Flags(s *Summary) string {
 	}
 	if s.Saturated > 0 {
 		f = append(f, "SATURATED")
+	}
+	if s.SideSaturated > 0 {
+		f = append(f, "PROXY SATURATED")
 	}
 	if s.Partial != "" {
 		f = append(f, "PARTIAL")

@@ -15,9 +15,12 @@
 package runner
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushbench/pushbench/bench/matrix"
 	"github.com/pushbench/pushbench/bench/proc"
 	"github.com/pushbench/pushbench/bench/report"
 	"github.com/pushbench/pushbench/bench/sample"
@@ -54,6 +58,13 @@ const (
 // other lists are run in the given order.
 type Config struct {
 	ServerBin, LoadgenBin string
+	// NetshapeBin is the network-shaping proxy, started for runs whose
+	// network value asks for one (matrix.Value.Proxy).
+	NetshapeBin string
+
+	// Tables are run in order, repeats outermost. Without tables, one main
+	// table is made of the fields below.
+	Tables []matrix.Table
 
 	Transports []string
 	Clients    []int
@@ -139,21 +150,38 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.OpenFiles == 0 {
 		cfg.OpenFiles = 1024
 	}
-	if cfg.Repeat < 1 {
-		return nil, errors.New("runner: repeat must be at least 1")
-	}
 	if cfg.WorkDir == "" {
 		return nil, errors.New("runner: no work directory")
 	}
-	if len(cfg.Clients) == 0 || len(cfg.Transports) == 0 || len(cfg.Scenarios) == 0 {
-		return nil, errors.New("runner: empty matrix")
+	if len(cfg.Tables) == 0 {
+		cfg.Tables = []matrix.Table{{Name: report.MainTable, Title: "Transports", Scenarios: cfg.Scenarios, Transports: cfg.Transports,
+			Clients: cfg.Clients, Rate: cfg.Rate, Duration: cfg.Duration, Warmup: cfg.Warmup, Repeat: cfg.Repeat}}
 	}
-	if most := ServerCapacity(cfg.OpenFiles); slices.Max(cfg.Clients) > most {
-		return nil, fmt.Errorf("runner: %d clients exceed what one server process can hold under an open-files limit of %d (at most %d)",
-			slices.Max(cfg.Clients), cfg.OpenFiles, most)
+	most := ServerCapacity(cfg.OpenFiles)
+	for i := range cfg.Tables {
+		t := &cfg.Tables[i]
+		if err := t.Check(); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+		if slices.Max(t.Clients) > most {
+			return nil, fmt.Errorf("runner: table %s: %d clients exceed what one server process can hold under an open-files limit of %d (at most %d)",
+				t.Name, slices.Max(t.Clients), cfg.OpenFiles, most)
+		}
+		for _, c := range t.Cells(Applies) {
+			if _, err := matrix.Resolve(c.Dims, c.Transport); err != nil {
+				return nil, fmt.Errorf("runner: table %s: %w", t.Name, err)
+			}
+			if setup, _ := matrix.Resolve(c.Dims, c.Transport); setup.Proxy != nil && cfg.NetshapeBin == "" {
+				return nil, fmt.Errorf("runner: table %s: network %s needs the proxy binary (bin/netshape)", t.Name, setup.ProxyName)
+			}
+		}
 	}
 	// Every request bench makes goes to loopback; never through a proxy.
-	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, DisableCompression: true}
+	// A server run over TLS has a certificate it made itself at start:
+	// bench's own /healthz and /metrics requests do not verify it (the
+	// load generators are told the same with their -insecure).
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, DisableCompression: true,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback, the server's own throwaway certificate
 	return &Runner{cfg: cfg, client: &http.Client{Transport: tr, Timeout: 5 * time.Second}}, nil
 }
 
@@ -178,22 +206,48 @@ func Loadgens(n int, openFiles uint64, maxPer int) int {
 // Plan lists the runs in order. Repeats are the outer loop, so that slow
 // drift of the machine (thermal, other work) spreads over every cell instead
 // of biasing the cells run last, and so that an interrupted bench still
-// covers the whole matrix once.
+// covers every table once.
 func (r *Runner) Plan() []Spec {
 	var out []Spec
-	for rep := 1; rep <= r.cfg.Repeat; rep++ {
-		for _, sc := range r.cfg.Scenarios {
-			for _, tr := range r.cfg.Transports {
-				if !Applies(sc, tr) {
-					continue
-				}
-				for _, n := range r.cfg.Clients {
-					out = append(out, Spec{Scenario: sc, Transport: tr, Clients: n, Repeat: rep})
-				}
+	most := 0
+	for _, t := range r.cfg.Tables {
+		most = max(most, t.Repeat)
+	}
+	for rep := 1; rep <= most; rep++ {
+		for _, t := range r.cfg.Tables {
+			if rep > t.Repeat {
+				continue
+			}
+			for _, c := range t.Cells(Applies) {
+				out = append(out, Spec{Table: t.Name, Scenario: c.Scenario, Transport: c.Transport, Dims: c.Dims, Clients: c.Clients, Repeat: rep})
 			}
 		}
 	}
 	return out
+}
+
+// Tables lists the tables of the plan as the report describes them.
+func (r *Runner) Tables() []report.Table {
+	out := make([]report.Table, len(r.cfg.Tables))
+	for i := range r.cfg.Tables {
+		out[i] = r.cfg.Tables[i].Report()
+	}
+	return out
+}
+
+// table returns the table of a run.
+func (c *Config) table(s Spec) *matrix.Table {
+	for i := range c.Tables {
+		if c.Tables[i].Name == s.Table {
+			return &c.Tables[i]
+		}
+	}
+	if len(c.Tables) > 0 {
+		return &c.Tables[0] // a Spec made outside Plan: the first table
+	}
+	// A Config that New has not seen (tests): its own fields.
+	return &matrix.Table{Name: report.MainTable, Scenarios: c.Scenarios, Transports: c.Transports, Clients: c.Clients,
+		Rate: c.Rate, Duration: c.Duration, Warmup: c.Warmup, Repeat: c.Repeat}
 }
 
 // Estimate is the expected wall time of a run: start and idle sample,
@@ -248,7 +302,7 @@ func freePort(host string) (int, error) {
 // RunOne runs one cell once. It never panics on a failing process: the
 // returned Run says what went wrong.
 func (r *Runner) RunOne(ctx context.Context, s Spec) (out report.Run) {
-	run := report.Run{Scenario: s.Scenario, Transport: s.Transport, Clients: s.Clients, Repeat: s.Repeat, Start: time.Now().UTC()}
+	run := report.Run{Table: r.cfg.table(s).Name, Dims: s.Dims, Scenario: s.Scenario, Transport: s.Transport, Clients: s.Clients, Repeat: s.Repeat, Start: time.Now().UTC()}
 	start := time.Now()
 	var logs []*proc.Proc
 	var warnings []string
@@ -269,7 +323,11 @@ func (r *Runner) RunOne(ctx context.Context, s Spec) (out report.Run) {
 		return run
 	}
 
-	srv, base, err := r.startServer(ctx, s)
+	setup, err := matrix.Resolve(s.Dims, s.Transport)
+	if err != nil {
+		return fail(false, "%v", err)
+	}
+	srv, base, err := r.startServer(ctx, s, setup)
 	if srv != nil {
 		logs = append(logs, srv)
 		defer func() {
@@ -309,17 +367,48 @@ func (r *Runner) RunOne(ctx context.Context, s Spec) (out report.Run) {
 	}
 	run.Server.IdleRSSBytes, run.Server.IdleGoroutines = idle.RSSBytes, idle.Goroutines
 
-	// Sample in the background for the whole run; the sampler's owner is
-	// this function, which cancels and waits for it on every path.
+	// The load generators' URL: the server's, or the proxy's in front of
+	// it, in the scheme the protocol asks for.
+	target := base
+	var side *proc.Proc
+	var sideIdle sample.Point
+	if setup.Proxy != nil {
+		var addr string
+		upstream := base[strings.Index(base, "://")+3:]
+		side, addr, err = r.startProxy(ctx, setup, upstream)
+		if side != nil {
+			logs = append(logs, side)
+			defer func() { _ = side.Stop(r.cfg.StopGrace) }()
+		}
+		if err != nil {
+			return fail(false, "%v", err)
+		}
+		target = strings.Replace(target, upstream, addr, 1)
+		if sideIdle, err = (&sample.Sampler{Pid: side.Pid()}).Sample(ctx); err != nil {
+			return fail(false, "proxy idle sample: %v", err)
+		}
+	}
+
+	// Sample in the background for the whole run; the samplers' owner is
+	// this function, which cancels and waits for them on every path.
 	sctx, stopSampling := context.WithCancel(ctx)
 	ptsCh := make(chan []sample.Point, 1)
 	go func() { ptsCh <- smp.Run(sctx) }()
-	var pts []sample.Point
+	var sidePtsCh chan []sample.Point
+	if side != nil {
+		sidePtsCh = make(chan []sample.Point, 1)
+		ss := &sample.Sampler{Pid: side.Pid(), Interval: r.cfg.SampleInterval}
+		go func() { sidePtsCh <- ss.Run(sctx) }()
+	}
+	var pts, sidePts []sample.Point
 	collect := func() {
 		if ptsCh != nil {
 			stopSampling()
 			pts = <-ptsCh
 			ptsCh = nil
+			if sidePtsCh != nil {
+				sidePts = <-sidePtsCh
+			}
 		}
 	}
 	defer collect()
@@ -348,7 +437,7 @@ func (r *Runner) RunOne(ctx context.Context, s Spec) (out report.Run) {
 		}
 		g, err := r.cfg.Group.Start(proc.Spec{
 			Name: fmt.Sprintf("loadgen %d/%d", i+1, k), Path: r.cfg.LoadgenBin,
-			Args: r.cfg.loadgenArgs(s, base, n, out), Env: r.cfg.LoadgenEnv, CPUs: cpus,
+			Args: r.cfg.loadgenArgs(s, target, n, out, setup), Env: r.cfg.LoadgenEnv, CPUs: cpus,
 		}, r.cfg.Pinning)
 		if err != nil {
 			return fail(false, "%v", err)
@@ -401,6 +490,12 @@ func (r *Runner) RunOne(ctx context.Context, s Spec) (out report.Run) {
 	}
 	run.Result = merged
 	r.serverFigures(&run, s, merged, idle, pts, start)
+	if side != nil {
+		run.Side = sideFigures(s, setup, merged, sideIdle, sidePts, r.cfg)
+		if side.Exited() {
+			warnings = append(warnings, "proxy exited during the run: "+side.ExitSummary())
+		}
+	}
 	if run.Server.Samples < 2 {
 		warnings = append(warnings, fmt.Sprintf("only %d server samples inside the measuring window", run.Server.Samples))
 	}
@@ -421,7 +516,7 @@ func (r *Runner) crashed(run *report.Run, srv *proc.Proc, pts []sample.Point) re
 // startServer starts bin/server on a free port and waits for /healthz. It
 // retries on another port if the server could not listen (the port was
 // taken between freePort and the server's bind).
-func (r *Runner) startServer(ctx context.Context, s Spec) (*proc.Proc, string, error) {
+func (r *Runner) startServer(ctx context.Context, s Spec, setup matrix.Setup) (*proc.Proc, string, error) {
 	var cpus []int
 	if r.cfg.Pinning != nil {
 		cpus = r.cfg.Pinning.ServerCPUs
@@ -434,12 +529,16 @@ func (r *Runner) startServer(ctx context.Context, s Spec) (*proc.Proc, string, e
 		}
 		addr := net.JoinHostPort(r.cfg.Host, fmt.Sprint(port))
 		srv, err := r.cfg.Group.Start(proc.Spec{
-			Name: "server", Path: r.cfg.ServerBin, Args: r.cfg.serverArgs(s, addr), Env: r.cfg.ServerEnv, CPUs: cpus,
+			Name: "server", Path: r.cfg.ServerBin, Args: r.cfg.serverArgs(s, addr, setup), Env: r.cfg.ServerEnv, CPUs: cpus,
 		}, r.cfg.Pinning)
 		if err != nil {
 			return nil, "", err
 		}
-		base := "http://" + addr
+		scheme := "http"
+		if setup.Scheme != "" {
+			scheme = setup.Scheme
+		}
+		base := scheme + "://" + addr
 		err = r.waitHealthy(ctx, srv, base)
 		if err == nil {
 			return srv, base, nil
@@ -452,6 +551,78 @@ func (r *Runner) startServer(ctx context.Context, s Spec) (*proc.Proc, string, e
 		return srv, "", err
 	}
 	return nil, "", lastErr
+}
+
+// ProxyReady is the line bin/netshape prints on stdout once it listens:
+// "listening 127.0.0.1:PORT".
+const ProxyReady = "listening "
+
+// startProxy starts the run's network-shaping proxy in front of upstream,
+// pinned with the load generators (it is on their side of the network),
+// and waits for the address it listens on.
+func (r *Runner) startProxy(ctx context.Context, setup matrix.Setup, upstream string) (*proc.Proc, string, error) {
+	var cpus []int
+	if r.cfg.Pinning != nil {
+		cpus = r.cfg.Pinning.LoadgenCPUs
+	}
+	pr, pw := io.Pipe()
+	args := append(append([]string{}, setup.Proxy...), "-upstream", upstream, "-listen", net.JoinHostPort(r.cfg.Host, "0"))
+	p, err := r.cfg.Group.Start(proc.Spec{Name: "proxy " + setup.ProxyName, Path: r.cfg.NetshapeBin, Args: args, Stdout: pw, CPUs: cpus}, r.cfg.Pinning)
+	if err != nil {
+		pw.Close()
+		return nil, "", err
+	}
+	addrCh := make(chan string, 1)
+	// Reads the proxy's stdout until it closes (the process exits, which
+	// closes pw below): the first ready line is the address, the rest is
+	// drained so that the proxy never blocks on a full pipe.
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sent := false
+		for sc.Scan() {
+			if line := sc.Text(); !sent && strings.HasPrefix(line, ProxyReady) {
+				addrCh <- strings.TrimSpace(strings.TrimPrefix(line, ProxyReady))
+				sent = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		<-p.Done()
+		pw.Close()
+	}()
+	t := time.NewTimer(r.cfg.StartTimeout)
+	defer t.Stop()
+	select {
+	case addr := <-addrCh:
+		return p, addr, nil
+	case <-p.Done():
+		return p, "", fmt.Errorf("proxy exited before it listened: %s", p.ExitSummary())
+	case <-t.C:
+		return p, "", fmt.Errorf("proxy did not say it listens within %s", r.cfg.StartTimeout)
+	case <-ctx.Done():
+		return p, "", ctx.Err()
+	}
+}
+
+// sideFigures is what the proxy cost over the server's measuring window.
+func sideFigures(s Spec, setup matrix.Setup, res *result.Result, idle sample.Point, pts []sample.Point, cfg Config) *report.Side {
+	sd := &report.Side{Name: "netshape " + setup.ProxyName, IdleRSSBytes: idle.RSSBytes}
+	from := res.Start.Add(Ramp(s.Scenario, s.Clients) + cfg.warmup(s))
+	first, last, _, ok := sample.Window(pts, from, from.Add(cfg.duration(s)))
+	if !ok {
+		if len(pts) < 2 {
+			return sd
+		}
+		first, last = pts[0], pts[len(pts)-1]
+	}
+	sd.RSSBytes = last.RSSBytes
+	sd.CPUSeconds = last.CPUSeconds - first.CPUSeconds
+	sd.WindowSeconds = last.At.Sub(first.At).Seconds()
+	if sd.WindowSeconds > 0 {
+		sd.Saturated = sd.CPUSeconds/sd.WindowSeconds >= report.SideSaturation
+	}
+	return sd
 }
 
 // waitHealthy polls /healthz until it answers 200, the server exits, or

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbench/pushbench/bench/matrix"
 	"github.com/pushbench/pushbench/bench/proc"
 	"github.com/pushbench/pushbench/bench/report"
 	"github.com/pushbench/pushbench/loadgen"
@@ -212,11 +213,11 @@ func TestLoadgens(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	cfg := Config{Duration: 2 * time.Second, Warmup: time.Second, Rate: 100, Symbols: 16, Seed: 7, SlowShare: 0.25, ChurnShare: 0.1}
-	srv := strings.Join(cfg.serverArgs(Spec{Transport: "shortpoll"}, "127.0.0.1:9"), " ")
+	srv := strings.Join(cfg.serverArgs(Spec{Transport: "shortpoll"}, "127.0.0.1:9", matrix.Setup{}), " ")
 	if !strings.Contains(srv, "-transport poll") || !strings.Contains(srv, "-seed 7") || !strings.Contains(srv, "-addr 127.0.0.1:9") {
 		t.Errorf("server args %q", srv)
 	}
-	lg := strings.Join(cfg.loadgenArgs(Spec{Scenario: report.Slow, Transport: "ws", Clients: 5000}, "http://x", 2500, "o.json"), " ")
+	lg := strings.Join(cfg.loadgenArgs(Spec{Scenario: report.Slow, Transport: "ws", Clients: 5000}, "http://x", 2500, "o.json", matrix.Setup{}), " ")
 	for _, want := range []string{"-transport ws", "-clients 2500", "-duration 2s", "-warmup 1s", "-ramp 1s", "-slow 0.25", "-out o.json", "-seed 7", "-feed-symbols 16", "-drain 1s"} {
 		if !strings.Contains(lg, want) {
 			t.Errorf("loadgen args %q lack %q", lg, want)
@@ -224,13 +225,13 @@ func TestArgs(t *testing.T) {
 	}
 	// Short polling measures at least three intervals after a warm-up of
 	// one, and drains for an interval more.
-	lg = strings.Join(cfg.loadgenArgs(Spec{Scenario: report.Steady, Transport: "shortpoll", Clients: 10}, "http://x", 10, "o.json"), " ")
+	lg = strings.Join(cfg.loadgenArgs(Spec{Scenario: report.Steady, Transport: "shortpoll", Clients: 10}, "http://x", 10, "o.json", matrix.Setup{}), " ")
 	for _, want := range []string{"-transport shortpoll", "-duration 3s", "-warmup 1s", "-drain 4s"} {
 		if !strings.Contains(lg, want) {
 			t.Errorf("shortpoll args %q lack %q", lg, want)
 		}
 	}
-	storm := strings.Join(cfg.serverArgs(Spec{Scenario: report.Storm, Transport: "sse"}, "127.0.0.1:9"), " ")
+	storm := strings.Join(cfg.serverArgs(Spec{Scenario: report.Storm, Transport: "sse"}, "127.0.0.1:9", matrix.Setup{}), " ")
 	if !strings.Contains(storm, "-rate 1000") {
 		t.Errorf("storm feed rate: %q", storm)
 	}
@@ -252,12 +253,55 @@ func TestLoadgenAcceptsArgs(t *testing.T) {
 			if !Applies(sc, tr) {
 				continue
 			}
-			args := cfg.loadgenArgs(Spec{Scenario: sc, Transport: tr, Clients: 10}, "http://127.0.0.1:1", 10, out)
-			var stderr strings.Builder
-			code := loadgen.Main(context.Background(), args, io.Discard, &stderr, false)
-			if code != loadgen.ExitError || !strings.Contains(stderr.String(), "connection refused") {
-				t.Errorf("%s %s: loadgen %q exited %d: %s", sc, tr, args, code, stderr.String())
+			// Every dimension value's flags too, one value at a time.
+			setups := []matrix.Setup{{}}
+			for _, d := range matrix.Dimensions() {
+				for _, v := range d.Values {
+					if v.Applies(tr) && len(v.Loadgen) > 0 {
+						setups = append(setups, matrix.Setup{Loadgen: v.Loadgen, Scheme: v.Scheme})
+					}
+				}
+			}
+			for _, setup := range setups {
+				url := "http://127.0.0.1:1"
+				if setup.Scheme != "" {
+					url = setup.Scheme + "://127.0.0.1:1"
+				}
+				args := cfg.loadgenArgs(Spec{Scenario: sc, Transport: tr, Clients: 10}, url, 10, out, setup)
+				var stderr strings.Builder
+				code := loadgen.Main(context.Background(), args, io.Discard, &stderr, false)
+				if code != loadgen.ExitError || !strings.Contains(stderr.String(), "connection refused") {
+					t.Errorf("%s %s: loadgen %q exited %d: %s", sc, tr, args, code, stderr.String())
+				}
 			}
 		}
 	}
+}
+
+// TestDefaultTablesBudget holds make bench to its promise: every default
+// table together is planned to end within 10 minutes (the estimate counts
+// start, ramp, warm-up, measurement and stop of every run).
+func TestDefaultTablesBudget(t *testing.T) {
+	sc := matrix.Scale{MaxClients: ServerCapacity(20000)}
+	var tables []matrix.Table
+	for _, tb := range matrix.All(sc) {
+		if tb.Default {
+			tables = append(tables, tb)
+		}
+	}
+	cfg := fakeConfig(t, "server", "loadgen")
+	cfg.Tables = tables
+	cfg.IdleSettle = DefaultIdleSettle
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total time.Duration
+	for _, s := range r.Plan() {
+		total += r.Estimate(s)
+	}
+	if total > 10*time.Minute {
+		t.Errorf("the default tables are planned to take %s, over make bench's 10 minutes", total)
+	}
+	t.Logf("default tables: %d runs, about %s", len(r.Plan()), total.Round(time.Second))
 }

@@ -3,27 +3,50 @@ package runner
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/pushbench/pushbench/bench/matrix"
 	"github.com/pushbench/pushbench/bench/report"
 	"github.com/pushbench/pushbench/loadgen"
 )
 
-// Spec is one run: a cell of the matrix and which repeat.
+// Spec is one run: a cell of one table and which repeat.
 type Spec struct {
+	Table     string // matrix.Table.Name
 	Scenario  string
 	Transport string // sse, ws, poll, shortpoll
+	Dims      report.Dims
 	Clients   int
 	Repeat    int // 1-based
 }
 
 func (s Spec) String() string {
-	return fmt.Sprintf("%s %s %d clients (repeat %d)", s.Scenario, s.Transport, s.Clients, s.Repeat)
+	return fmt.Sprintf("%s%s %s%s %d clients (repeat %d)", s.tablePrefix(" "), s.Scenario, s.Transport, s.dimsText(" "), s.Clients, s.Repeat)
 }
 
 // Slug names the run's files.
 func (s Spec) Slug() string {
-	return fmt.Sprintf("%s_%s_%d_r%d", s.Scenario, s.Transport, s.Clients, s.Repeat)
+	return fmt.Sprintf("%s%s_%s%s_%d_r%d", s.tablePrefix("_"), s.Scenario, s.Transport, s.dimsText("_"), s.Clients, s.Repeat)
+}
+
+func (s Spec) tablePrefix(sep string) string {
+	if s.Table == "" || s.Table == report.MainTable {
+		return ""
+	}
+	return s.Table + sep
+}
+
+// dimsText lists the dimension values that are not the defaults.
+func (s Spec) dimsText(sep string) string {
+	var b strings.Builder
+	for _, d := range report.DimNames {
+		if v := s.Dims.Get(d); v != "" && v != report.DefaultDims.Get(d) {
+			b.WriteString(sep)
+			b.WriteString(strings.NewReplacer("/", "-", ",", "-", "=", "-", " ", "-").Replace(v))
+		}
+	}
+	return b.String()
 }
 
 // ServerTransport is what bin/server serves for a bench transport: short
@@ -70,12 +93,13 @@ const SlowDrain = time.Second
 // that wait is at most 1 ms, so the figure measures connection set-up.
 const StormMinRate = 1000.0
 
-// feedRate is the server's -rate for a scenario.
-func (c *Config) feedRate(scenario string) float64 {
-	if scenario == report.Storm {
-		return max(c.Rate, StormMinRate)
+// feedRate is the server's -rate for a run.
+func (c *Config) feedRate(s Spec) float64 {
+	rate := c.table(s).Rate
+	if s.Scenario == report.Storm {
+		return max(rate, StormMinRate)
 	}
-	return c.Rate
+	return rate
 }
 
 // pollInterval is the shortpoll interval in force: bench's, else the
@@ -96,39 +120,43 @@ const ShortpollIntervals = 3
 // measures connecting itself; at least one interval for short polling, so
 // that the cursor-fixing first poll falls inside it.
 func (c *Config) warmup(s Spec) time.Duration {
+	t := c.table(s)
 	switch {
 	case s.Scenario == report.Storm:
 		return 0
 	case s.Transport == "shortpoll":
-		return max(c.Warmup, c.pollInterval())
+		return max(t.Warmup, c.pollInterval())
 	}
-	return c.Warmup
+	return t.Warmup
 }
 
 // duration is the measured time of a run.
 func (c *Config) duration(s Spec) time.Duration {
+	d := c.table(s).Duration
 	if s.Transport == "shortpoll" {
-		return max(c.Duration, ShortpollIntervals*c.pollInterval())
+		return max(d, ShortpollIntervals*c.pollInterval())
 	}
-	return c.Duration
+	return d
 }
 
-// serverArgs are bin/server's flags for a run.
-func (c *Config) serverArgs(s Spec, addr string) []string {
+// serverArgs are bin/server's flags for a run: the run's own, then what
+// its dimension values add, then the extra flags bench was given.
+func (c *Config) serverArgs(s Spec, addr string, setup matrix.Setup) []string {
 	args := []string{
 		"-transport", ServerTransport(s.Transport),
 		"-addr", addr,
 		"-seed", strconv.FormatUint(c.Seed, 10),
 		"-symbols", strconv.Itoa(c.Symbols),
-		"-rate", strconv.FormatFloat(c.feedRate(s.Scenario), 'g', -1, 64),
+		"-rate", strconv.FormatFloat(c.feedRate(s), 'g', -1, 64),
 		"-log", "warn",
 	}
+	args = append(args, setup.Server...)
 	return append(args, c.ServerArgs...)
 }
 
 // loadgenArgs are bin/loadgen's flags for one of the run's load-generator
 // processes, holding n of its clients.
-func (c *Config) loadgenArgs(s Spec, url string, n int, out string) []string {
+func (c *Config) loadgenArgs(s Spec, url string, n int, out string, setup matrix.Setup) []string {
 	mode := s.Transport
 	if s.Scenario == report.Storm {
 		mode = "storm-" + s.Transport
@@ -179,5 +207,6 @@ func (c *Config) loadgenArgs(s Spec, url string, n int, out string) []string {
 		args = append(args, "-rate", strconv.FormatFloat(rate, 'g', -1, 64))
 	}
 	args = append(args, "-quiet")
+	args = append(args, setup.Loadgen...)
 	return append(args, c.LoadgenArgs...)
 }

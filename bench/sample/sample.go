@@ -205,6 +205,9 @@ func (s *Sampler) Sample(ctx context.Context) (Point, error) {
 		return Point{}, err
 	}
 	pt := Point{At: time.Now(), Proc: pr}
+	if s.MetricsURL == "" {
+		return pt, nil // a process without /metrics (a proxy): /proc only
+	}
 	timeout := max(s.Interval, time.Second)
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

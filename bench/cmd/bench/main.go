@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pushbench/pushbench/bench/env"
+	"github.com/pushbench/pushbench/bench/matrix"
 	"github.com/pushbench/pushbench/bench/proc"
 	"github.com/pushbench/pushbench/bench/report"
 	"github.com/pushbench/pushbench/bench/runner"
@@ -36,8 +38,10 @@ import (
 	"github.com/pushbench/pushbench/servers/feed"
 )
 
-// The default matrix is what `make bench` runs: it must end within about
-// five minutes on two cores. -full is `make bench-full`.
+// The flags' defaults are the main table's (bench/matrix.Transports); a
+// matrix flag given explicitly replaces that figure in every table run.
+// The tables themselves, and which of them `make bench` runs, are defined
+// in bench/matrix.
 const (
 	DefaultTransports = "sse,ws,poll,shortpoll"
 	DefaultClients    = "100,1000,5000"
@@ -50,9 +54,6 @@ const (
 	DefaultSlowShare  = 0.1
 	DefaultChurn      = 0.1
 	DefaultPollEvery  = time.Second
-
-	FullDuration = 5 * time.Second
-	FullWarmup   = 2 * time.Second
 )
 
 func main() {
@@ -65,6 +66,8 @@ func main() {
 
 // options are the parsed and checked flags.
 type options struct {
+	tables     []matrix.Table
+	netshape   string
 	transports []string
 	clients    []int
 	scenarios  []string
@@ -123,13 +126,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var (
-		transports = fs.String("transports", DefaultTransports, "transports to compare, comma separated: sse, ws, poll (long polling), shortpoll (plain polling against the poll server)")
-		clients    = fs.String("clients", DefaultClients, "client counts, comma separated; at most the open-files limit minus a reserve")
-		scenarios  = fs.String("scenarios", DefaultScenarios, "scenarios, comma separated: steady, slow (a share of clients stall), churn (reconnect and resume), storm (everyone connects at once)")
-		duration   = fs.Duration("duration", DefaultDuration, "measured time of every run")
-		warmup     = fs.Duration("warmup", DefaultWarmup, "time after the clients connected and before measuring")
-		repeat     = fs.Int("repeat", DefaultRepeat, "repeats of every cell; tables show the median with min–max")
-		rate       = fs.Float64("rate", DefaultRate, "feed rate, ticks per second for the whole feed")
+		transports = fs.String("transports", DefaultTransports, "transports to compare, comma separated: sse, ws, poll (long polling), shortpoll (plain polling against the poll server); given, it replaces every table's")
+		clients    = fs.String("clients", DefaultClients, "client counts, comma separated; at most the open-files limit minus a reserve; given, it replaces every table's")
+		scenarios  = fs.String("scenarios", DefaultScenarios, "scenarios, comma separated: steady, slow (a share of clients stall), churn (reconnect and resume), storm (everyone connects at once); given, it replaces every table's")
+		duration   = fs.Duration("duration", DefaultDuration, "measured time of every run (given: every table's; default: each table's own)")
+		warmup     = fs.Duration("warmup", DefaultWarmup, "time after the clients connected and before measuring (given: every table's)")
+		repeat     = fs.Int("repeat", DefaultRepeat, "repeats of every cell; tables show the median with min–max (given: every table's)")
+		rate       = fs.Float64("rate", DefaultRate, "feed rate, ticks per second for the whole feed (given: every table's)")
 		symbols    = fs.Int("symbols", DefaultSymbols, "symbols in the feed")
 		seed       = fs.Uint64("seed", feed.DefaultSeed, "feed seed")
 		subscribe  = fs.String("subscribe", "", "what each client subscribes to, passed to bin/loadgen -symbols (empty: loadgen's default)")
@@ -147,7 +150,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		serverArgs = fs.String("server-flags", "", "extra flags for every bin/server, space separated")
 		lgArgs     = fs.String("loadgen-flags", "", "extra flags for every bin/loadgen, space separated")
 		perLoadgen = fs.Int("clients-per-loadgen", 0, "most clients one bin/loadgen process holds (0: as many as the open-files limit allows); more processes share the load-generator CPUs")
-		full       = fs.Bool("full", false, "the large matrix (make bench-full): client counts up to the open-files limit, "+FullDuration.String()+" runs after "+FullWarmup.String()+" warm-up; explicit flags still win")
+		full       = fs.Bool("full", false, "every table at full size (make bench-full): client counts up to the open-files limit, longer runs, every dimension value; explicit flags still win")
+		tables     = fs.String("tables", "", "tables to run, comma separated (default: make bench's curated set; with a dimension flag below, the tables that vary it); see -h for the list")
+		protocols  = fs.String("protocols", "", "protocol values, comma separated (e.g. h1,tls,h2); replaces the protocols of every table run")
+		networks   = fs.String("networks", "", "network profiles, comma separated (e.g. loopback,wan,mobile, or rtt=80ms,jitter=10ms); replaces the networks of every table run")
+		impls      = fs.String("impls", "", "server implementations, comma separated (e.g. pushbench,nethttp); replaces the implementations of every table run")
+		netshape   = fs.String("netshape", "bin/netshape", "network-shaping proxy binary (make build), for networks other than loopback")
 	)
 	// Parse prints Usage itself on any error; bench prints the one-line
 	// error instead, and the usage only for -h.
@@ -155,13 +163,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	usage := func() {
 		fmt.Fprintf(stderr, `Usage: bench [flags]
 
-Runs the pushbench comparison: starts bin/server and bin/loadgen for every
-scenario × transport × clients × repeat, samples the server from outside, and
+Runs the pushbench comparison: a set of tables, each a matrix of scenarios ×
+transports × dimension values (protocol, network, implementation, workload)
+× clients × repeats. For every run it starts bin/server (and a network proxy
+when the profile needs one) and bin/loadgen, samples them from outside, and
 writes OUT/<UTC timestamp>/{results.json,summary.md,bench.txt,env.json,charts}.
-Default matrix (make bench): %s × %s clients × %s, %d repeats of %s.
 
+Tables (* = in make bench):
+%s
 Flags:
-`, DefaultTransports, DefaultClients, DefaultScenarios, DefaultRepeat, DefaultDuration)
+`, tableList())
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
@@ -188,20 +199,6 @@ Flags:
 	o := &options{duration: *duration, warmup: *warmup, repeat: *repeat, rate: *rate, symbols: *symbols, seed: *seed,
 		subscribe: *subscribe, slowShare: *slowShare, churn: *churn, pollEvery: *pollEvery, out: *out, pin: *pin, charts: *charts,
 		progress: *prog, from: *from, sampleEvry: *sampleEvry, perLoadgen: *perLoadgen, openFiles: openFiles}
-	if *full {
-		if !set["transports"] {
-			*transports = strings.Join(report.Transports, ",")
-		}
-		if !set["clients"] {
-			*clients = fullClients(openFiles)
-		}
-		if !set["duration"] {
-			o.duration = FullDuration
-		}
-		if !set["warmup"] {
-			o.warmup = FullWarmup
-		}
-	}
 	if o.transports, err = parseList("transports", *transports, report.Transports); err != nil {
 		return nil, err
 	}
@@ -244,8 +241,26 @@ Flags:
 		return nil, usagef("-sample-interval %v is too long for -duration %v: the window needs at least two samples", o.sampleEvry, o.duration)
 	}
 	o.serverArgs, o.lgArgs = strings.Fields(*serverArgs), strings.Fields(*lgArgs)
+	dimFlags := map[string]string{}
+	for flagName, dim := range map[string]string{"protocols": report.DimProtocol, "networks": report.DimNetwork, "impls": report.DimImpl} {
+		if set[flagName] {
+			dimFlags[dim] = map[string]string{report.DimProtocol: *protocols, report.DimNetwork: *networks, report.DimImpl: *impls}[dim]
+		}
+	}
+	if o.tables, err = selectTables(matrix.Scale{Full: *full, MaxClients: runner.ServerCapacity(openFiles)}, *tables, set, dimFlags, o); err != nil {
+		return nil, err
+	}
 	if o.from != "" {
 		return o, nil // re-rendering needs no binaries
+	}
+	for _, t := range o.tables {
+		for _, c := range t.Cells(runner.Applies) {
+			if setup, _ := matrix.Resolve(c.Dims, c.Transport); setup.Proxy != nil && o.netshape == "" {
+				if o.netshape, err = findBinary("netshape", *netshape); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	if o.serverBin, err = findBinary("server", *serverBin); err != nil {
 		return nil, err
@@ -254,6 +269,117 @@ Flags:
 		return nil, err
 	}
 	return o, nil
+}
+
+// selectTables picks the tables to run and applies the matrix flags given
+// explicitly to each. Which tables: -tables if given; else the tables
+// that vary a dimension whose flag was given; else, if only -transports,
+// -clients or -scenarios was given, the main table; else make bench's
+// curated set (every table with -full).
+func selectTables(sc matrix.Scale, names string, set map[string]bool, dimFlags map[string]string, o *options) ([]matrix.Table, error) {
+	all := matrix.All(sc)
+	var out []matrix.Table
+	switch {
+	case set["tables"]:
+		var known []string
+		for _, t := range all {
+			known = append(known, t.Name)
+		}
+		list, err := parseList("tables", names, known)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range list {
+			t, _ := matrix.Lookup(n, sc)
+			out = append(out, t)
+		}
+	case len(dimFlags) > 0:
+		for _, t := range all {
+			for dim := range dimFlags {
+				if len(t.Values(dim)) > 1 && !slices.ContainsFunc(out, func(x matrix.Table) bool { return x.Name == t.Name }) {
+					out = append(out, t)
+				}
+			}
+		}
+		if len(out) == 0 {
+			out = append(out, all[0])
+		}
+	case set["transports"] || set["clients"] || set["scenarios"]:
+		out = append(out, all[0])
+	default:
+		for _, t := range all {
+			if t.Default || sc.Full {
+				out = append(out, t)
+			}
+		}
+	}
+	for i := range out {
+		t := &out[i]
+		if set["transports"] {
+			t.Transports = o.transports
+		}
+		if set["clients"] {
+			t.Clients = o.clients
+		}
+		if set["scenarios"] {
+			t.Scenarios = o.scenarios
+		}
+		if set["repeat"] {
+			t.Repeat = o.repeat
+		}
+		if set["duration"] {
+			t.Duration = o.duration
+		}
+		if set["warmup"] {
+			t.Warmup = o.warmup
+		}
+		if set["rate"] {
+			t.Rate = o.rate
+		}
+		for dim, v := range dimFlags {
+			d, _ := matrix.DimensionNamed(dim)
+			var vals []string
+			for _, name := range strings.Split(v, ",") {
+				name = strings.TrimSpace(name)
+				if _, err := d.Lookup(name); err != nil {
+					return nil, usagef("-%s: %v", map[string]string{report.DimProtocol: "protocols", report.DimNetwork: "networks", report.DimImpl: "impls"}[dim], err)
+				}
+				if slices.Contains(vals, name) {
+					return nil, usagef("%s %q given twice", dim, name)
+				}
+				vals = append(vals, name)
+			}
+			if t.Dims == nil {
+				t.Dims = map[string][]string{}
+			} else {
+				t.Dims = maps.Clone(t.Dims)
+			}
+			t.Dims[dim] = vals
+		}
+		if err := t.Check(); err != nil {
+			return nil, usagef("%v", err)
+		}
+		if len(t.Cells(runner.Applies)) == 0 {
+			return nil, usagef("table %s: no run left (no transport takes part in its scenarios with these values)", t.Name)
+		}
+		if most := runner.ServerCapacity(o.openFiles); slices.Max(t.Clients) > most {
+			return nil, usagef("table %s: %d clients exceed what one server process can hold with an open-files limit of %d (at most %d)", t.Name, slices.Max(t.Clients), o.openFiles, most)
+		}
+	}
+	return out, nil
+}
+
+// tableList describes every table for -h.
+func tableList() string {
+	var b strings.Builder
+	for _, t := range matrix.All(matrix.Scale{MaxClients: 10000}) {
+		mark := " "
+		if t.Default {
+			mark = "*"
+		}
+		fmt.Fprintf(&b, "  %s %-11s %s\n", mark, t.Name, t.About)
+	}
+	return b.String()
 }
 
 // parseList splits a comma-separated list, refusing unknown and repeated names.
@@ -294,22 +420,6 @@ func parseClients(v string, openFiles uint64) ([]int, error) {
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-// fullClients is the full matrix's client counts: powers of ten and 5,000,
-// up to the largest thousand one server process can hold.
-func fullClients(openFiles uint64) string {
-	most := runner.ServerCapacity(openFiles)
-	var out []string
-	for _, n := range []int{100, 1000, 5000, 10000} {
-		if n <= most {
-			out = append(out, strconv.Itoa(n))
-		}
-	}
-	if top := most / 1000 * 1000; top > 10000 {
-		out = append(out, strconv.Itoa(top))
-	}
-	return strings.Join(out, ",")
 }
 
 // findBinary checks that path is an executable file; a relative path that
@@ -384,25 +494,27 @@ func bench(o *options, args []string, stdout, stderr io.Writer, sig <-chan os.Si
 	}
 	wd, _ := os.Getwd()
 	e := env.Collect(ctx, pin, wd)
+	main := o.tables[0]
 	cfg := report.Config{
-		Transports: o.transports, Clients: o.clients, Scenarios: o.scenarios, Repeat: o.repeat,
-		Duration: report.Duration(o.duration), Warmup: report.Duration(o.warmup), Rate: o.rate, Symbols: o.symbols, Seed: o.seed,
+		Transports: main.Transports, Clients: main.Clients, Scenarios: main.Scenarios, Repeat: main.Repeat,
+		Duration: report.Duration(main.Duration), Warmup: report.Duration(main.Warmup), Rate: main.Rate, Symbols: o.symbols, Seed: o.seed,
 		SlowShare: o.slowShare, ChurnShare: o.churn, PollInterval: report.Duration(o.pollEvery),
-		StormRate: max(o.rate, runner.StormMinRate), Subscribe: o.subscribe, Args: args,
+		StormRate: runner.StormMinRate, Subscribe: o.subscribe, Args: args,
 	}
-	scenarios := o.scenarios
-	if slices.Contains(o.transports, "shortpoll") && slices.ContainsFunc(scenarios, func(s string) bool { return s != report.Steady }) {
-		cfg.Caveats = append(cfg.Caveats, "shortpoll runs in steady only: stalls, churn and storms concern held connections, and a short poller holds none between requests.")
+	for _, t := range o.tables {
+		cfg.StormRate = max(cfg.StormRate, t.Rate)
+		if slices.Contains(t.Transports, "shortpoll") && slices.ContainsFunc(t.Scenarios, func(s string) bool { return s != report.Steady }) {
+			cfg.Caveats = append(cfg.Caveats, "shortpoll runs in steady only: stalls, churn and storms concern held connections, and a short poller holds none between requests.")
+			break
+		}
 	}
 	if l := e.LoadAvg; len(l) > 0 && l[0] > 0.5*float64(e.Cores) {
 		cfg.Caveats = append(cfg.Caveats, fmt.Sprintf("The machine was busy when bench started (load average %.1f on %d cores): other work competed for the CPUs, so latency and saturation figures are pessimistic.", l[0], e.Cores))
 	}
-	rep := report.New(cfg, e, started)
 	var pr *progress // set once the plan is known; the runner calls it from Run's goroutine
 	rn, err := runner.New(runner.Config{
-		ServerBin: o.serverBin, LoadgenBin: o.loadgenBin,
-		Transports: o.transports, Clients: o.clients, Scenarios: scenarios, Repeat: o.repeat,
-		Duration: o.duration, Warmup: o.warmup, Rate: o.rate, Symbols: o.symbols, Seed: o.seed,
+		ServerBin: o.serverBin, LoadgenBin: o.loadgenBin, NetshapeBin: o.netshape, Tables: o.tables,
+		Symbols: o.symbols, Seed: o.seed,
 		ClientSymbols: o.subscribe, SlowShare: o.slowShare, ChurnShare: o.churn, PollInterval: o.pollEvery,
 		OpenFiles: o.openFiles, MaxPerLoadgen: o.perLoadgen, Pinning: pin, SampleInterval: o.sampleEvry,
 		WorkDir: work, LogDir: filepath.Join(dir, "logs"),
@@ -417,13 +529,19 @@ func bench(o *options, args []string, stdout, stderr io.Writer, sig <-chan os.Si
 		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
 	}
+	cfg.Tables = rn.Tables()
+	rep := report.New(cfg, e, started)
 	plan := rn.Plan()
 	var planned time.Duration
 	for _, s := range plan {
 		planned += rn.Estimate(s)
 	}
-	fmt.Fprintf(stderr, "bench: %d runs (%d scenarios × %d transports × %d client counts × %d repeats), about %s; writing %s\nbench: %s\n",
-		len(plan), len(scenarios), len(o.transports), len(o.clients), o.repeat, planned.Round(time.Second), dir, pin.Note)
+	var names []string
+	for _, t := range o.tables {
+		names = append(names, t.Name)
+	}
+	fmt.Fprintf(stderr, "bench: %d runs in %d table(s) (%s), about %s; writing %s\nbench: %s\n",
+		len(plan), len(o.tables), strings.Join(names, ", "), planned.Round(time.Second), dir, pin.Note)
 	showBar := o.progress == "bar" || (o.progress == "auto" && isTerminal(stderr) && os.Getenv("CI") == "")
 	if o.progress != "off" {
 		pr = newProgress(stderr, showBar, len(plan), planned)

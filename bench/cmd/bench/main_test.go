@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pushbench/pushbench/bench/matrix"
 	"github.com/pushbench/pushbench/bench/report"
 )
 
@@ -92,11 +94,11 @@ func TestHelp(t *testing.T) {
 }
 
 func TestFullMatrixDefaults(t *testing.T) {
-	if got := fullClients(20000); got != "100,1000,5000,10000,19000" {
-		t.Errorf("fullClients(20000) = %s", got)
+	if got := fmt.Sprint(matrix.FullClients(19000)); got != "[100 1000 5000 10000 19000]" {
+		t.Errorf("FullClients(19000) = %s", got)
 	}
-	if got := fullClients(1024); got != "100" {
-		t.Errorf("fullClients(1024) = %s", got)
+	if got := fmt.Sprint(matrix.FullClients(960)); got != "[100]" {
+		t.Errorf("FullClients(960) = %s", got)
 	}
 }
 
