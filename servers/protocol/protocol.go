@@ -102,10 +102,14 @@ func (c Config) HTTP2(writeTimeout time.Duration, countError func(string)) *http
 	}
 }
 
-// Refusal reports whether a net/http HTTP/2 error name is a stream refused
-// because the connection had MaxStreams open ("over_max_streams", or
-// "over_max_streams_race" while the client may not yet know the limit).
-func Refusal(errType string) bool { return strings.HasPrefix(errType, "over_max_streams") }
+// Refusal reports whether a net/http HTTP/2 error name (HTTP2Config's
+// CountError gets "<conn|stream>_<code>_<cause>") is a stream refused
+// because the connection had MaxStreams open: "stream_PROTOCOL_ERROR_
+// over_max_streams", or "stream_REFUSED_STREAM_over_max_streams_race"
+// while the client may not have the limit yet.
+func Refusal(errType string) bool {
+	return strings.HasSuffix(errType, "_over_max_streams") || strings.HasSuffix(errType, "_over_max_streams_race")
+}
 
 // TLSConfig serves cert with TLS 1.2 at least (1.3 when the client has it,
 // which Go prefers), session tickets on (resumption saves a full handshake

@@ -136,9 +136,10 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 	hw := &hijacked{nc: nc, timeout: h.WriteTimeout, scratch: &h.scratch}
 	h.Start(release, func() { nc.Close() }, func(ctx context.Context, cancel context.CancelFunc) {
 		readerDone := make(chan struct{})
+		var err error // the stream's write error
 		defer func() {
 			cancel()
-			nc.Close()
+			_ = stream.Close(nc, err != nil)
 			<-readerDone
 		}()
 		go func() { // the reader notices at once when the client goes away
@@ -151,13 +152,14 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 				}
 			}
 		}()
-		n, err := hw.write([]byte(responseHead + retry))
+		var n int
+		n, err = hw.write([]byte(responseHead + retry))
 		cfg.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
 		if err != nil {
 			cfg.Metrics.WriteFailed(err)
 			return
 		}
-		_ = stream.Run(ctx, cfg, hw)
+		err = stream.Run(ctx, cfg, hw)
 	})
 	return true
 }

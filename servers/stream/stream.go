@@ -14,6 +14,7 @@ package stream
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
@@ -196,6 +197,19 @@ func Writev(w io.Writer, scratch *sync.Pool, frames []*feed.Frame, wire func(*fe
 	clear(bufs) // pin no frames in the pool
 	sp.bufs = bufs[:0]
 	return int(n), err
+}
+
+// Close closes a taken-over connection. After a failed write a *tls.Conn
+// is closed beneath TLS: tls.Conn.Close would first send a close_notify
+// alert under a write deadline of its own, 5 s, and the peer that made the
+// write fail (stalled, or gone) would hold the connection's goroutines and
+// slot that long, and a shutdown past its bound. A clean end sends the
+// alert, which a peer that reads takes at once.
+func Close(c net.Conn, writeFailed bool) error {
+	if tc, ok := c.(*tls.Conn); ok && writeFailed {
+		return tc.NetConn().Close()
+	}
+	return c.Close()
 }
 
 // maxKeptJoined is the largest joined batch buffer kept for reuse.
