@@ -546,3 +546,18 @@ func (p *H2Poll) stall() error {
 	_, err := p.send(p.cfg.PollTimeout)
 	return err
 }
+
+// errAnswered is what ReadRest says of a stalled poll whose answer came
+// whole: the server still holds the connection, as it would hold the
+// keep-alive connection of an HTTP/1.1 poll, so it counts as open.
+var errAnswered = fmt.Errorf("poll: the answer ended, the connection stays: %w", os.ErrDeadlineExceeded)
+
+// readRest is ReadRest for a stalled long poll: the end of its answer is
+// not the server dropping it.
+func (p *H2Poll) readRest(deadline time.Time) (int64, bool, error) {
+	n, ended, err := p.h2Stream.readRest(deadline)
+	if ended && errors.Is(err, io.EOF) {
+		return n, false, errAnswered
+	}
+	return n, ended, err
+}
