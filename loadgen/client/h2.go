@@ -32,7 +32,10 @@ import (
 // plaintext), HTTP/2. Each pool slot is exactly one connection, and a
 // stream past the server's concurrent-stream limit waits for a free one
 // on its own connection (ClientConn.RoundTrip), as a browser's does,
-// instead of opening another connection.
+// instead of opening another connection. x/net marks NewClientConn and
+// the Transport's fields used here deprecated in favour of net/http's
+// Transport.NewClientConn and HTTP2Config, which dial (and for TLS, make
+// the *tls.Conn) themselves: the same limit as above.
 
 // H2Pool holds the HTTP/2 connections of a run: New hands its slots to
 // clients in turn (client k of a run on connection k mod n). A slot dials
