@@ -72,7 +72,7 @@ type Scale struct {
 
 // All lists every table, in report order, sized by sc.
 func All(sc Scale) []Table {
-	return []Table{Transports(sc)}
+	return []Table{Transports(sc), ProtocolsTable(sc)}
 }
 
 // Lookup returns the table named name from All.
