@@ -111,7 +111,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 		cpuProfile string
 	)
 	fs.StringVar(&cfg.Transport, "transport", "sse", "sse, ws, poll, shortpoll, storm-sse, storm-ws or storm-poll")
-	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL, or the transport's endpoint (e.g. http://HOST:PORT/sse, ws://HOST:PORT/ws)")
+	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL, or the transport's endpoint (e.g. http://HOST:PORT/sse, ws://HOST:PORT/ws); https:// and wss:// for TLS")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "https: do not verify the server's certificate")
 	fs.StringVar(&cfg.CAFile, "ca", "", "https: trust the certificates in this PEM file (instead of the system's)")
 	fs.StringVar(&cfg.Proto, "proto", client.ProtoH1, "h1 or h2 (sse, poll, shortpoll, storm-sse, storm-poll): HTTP/2 streams over -h2-conns connections (h2c over http)")

@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -208,6 +209,12 @@ func TestProtocolsSlow(t *testing.T) {
 				if pc.proto == "h1" && tr != "poll" && sl.Dropped != 5 {
 					t.Errorf("%d of 5 stalled clients dropped by the server (open %d)", sl.Dropped, sl.Open)
 				}
+				// The server answers the pending long poll and holds the
+				// connection: over h2 too, the end of that answer is not a
+				// drop.
+				if pc.proto == "h2" && tr == "poll" && sl.Open != 5 {
+					t.Errorf("%d of 5 stalled long polls open (dropped %d)", sl.Open, sl.Dropped)
+				}
 			})
 		}
 	}
@@ -262,5 +269,45 @@ func TestPlaintextToTLS(t *testing.T) {
 	var pe *PreflightError
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "started with -tls") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("got %v, want one line asking whether the server speaks TLS", err)
+	}
+}
+
+// TestNoGoroutineLeakProtocols checks that runs over TLS, h2 and h2c end
+// every goroutine they started: HTTP/2 connections' readers included.
+func TestNoGoroutineLeakProtocols(t *testing.T) {
+	type target struct {
+		pc   protoCase
+		base string
+		ca   string
+	}
+	var targets []target
+	for _, pc := range protoCases {
+		base, ca := servertest.Serve(t, server.Config{Transport: "all", Feed: feedAt(100)}, pc.server)
+		targets = append(targets, target{pc, base, ca})
+	}
+	before := runtime.NumGoroutine()
+	for _, tg := range targets {
+		modes := []string{"shortpoll", "slow-sse"}
+		for _, tr := range tg.pc.transports {
+			modes = append(modes, tr, "storm-"+tr)
+		}
+		for _, m := range modes {
+			slow := strings.HasPrefix(m, "slow-")
+			cfg := testConfig(t, strings.TrimPrefix(m, "slow-"), tg.base)
+			cfg.Proto, cfg.CAFile = tg.pc.proto, tg.ca
+			cfg.Clients, cfg.Duration, cfg.Interval, cfg.Rate = 10, 300*time.Millisecond, 50*time.Millisecond, 20
+			if slow {
+				cfg.Slow = 0.5
+			}
+			mustRun(t, cfg)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 { // the servers' connection goroutines wind down
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

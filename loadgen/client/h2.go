@@ -32,7 +32,10 @@ import (
 // plaintext), HTTP/2. Each pool slot is exactly one connection, and a
 // stream past the server's concurrent-stream limit waits for a free one
 // on its own connection (ClientConn.RoundTrip), as a browser's does,
-// instead of opening another connection.
+// instead of opening another connection. x/net marks NewClientConn and
+// the Transport's fields used here deprecated in favour of net/http's
+// Transport.NewClientConn and HTTP2Config, which dial (and for TLS, make
+// the *tls.Conn) themselves: the same limit as above.
 
 // H2Pool holds the HTTP/2 connections of a run: New hands its slots to
 // clients in turn (client k of a run on connection k mod n). A slot dials
@@ -545,4 +548,19 @@ func (p *H2Poll) readBody(limit int) error {
 func (p *H2Poll) stall() error {
 	_, err := p.send(p.cfg.PollTimeout)
 	return err
+}
+
+// errAnswered is what ReadRest says of a stalled poll whose answer came
+// whole: the server still holds the connection, as it would hold the
+// keep-alive connection of an HTTP/1.1 poll, so it counts as open.
+var errAnswered = fmt.Errorf("poll: the answer ended, the connection stays: %w", os.ErrDeadlineExceeded)
+
+// readRest is ReadRest for a stalled long poll: the end of its answer is
+// not the server dropping it.
+func (p *H2Poll) readRest(deadline time.Time) (int64, bool, error) {
+	n, ended, err := p.h2Stream.readRest(deadline)
+	if ended && errors.Is(err, io.EOF) {
+		return n, false, errAnswered
+	}
+	return n, ended, err
 }
