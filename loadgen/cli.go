@@ -36,7 +36,18 @@ Usage: loadgen -transport sse|ws|poll|shortpoll|storm-sse|storm-ws|storm-poll -u
 
 -url is the server's base URL or the transport's endpoint itself:
 http://HOST:PORT, http://HOST:PORT/sse, ws://HOST:PORT/ws (ws:// only for
-ws), http://HOST:PORT/poll. TLS (https://, wss://) is not supported yet.
+ws), http://HOST:PORT/poll; https:// (and wss://) for TLS, whose handshake
+is part of the connect time. -insecure skips the certificate check, -ca
+FILE trusts the certificates of a PEM file; an untrusted certificate is
+one line (failure cause tls_cert), not a run of timeouts.
+
+Protocols: -proto h2 (sse, poll, shortpoll, storm-sse, storm-poll) makes
+the clients HTTP/2 streams over -h2-conns connections (0: one per 100
+clients, rounded up), negotiated by ALPN over https and cleartext with
+prior knowledge (h2c) over http. WebSocket stays an HTTP/1.1 upgrade.
+Bytes are counted on the socket (over TLS the ciphertext) and, over TLS,
+also above it: the summary gives TLS's own bytes per tick. TLS and HTTP/2
+clients are read by goroutines whatever -reader says.
 
 Modes (-transport):
   sse, ws, poll   -clients long-lived subscriptions (poll = long polling),
@@ -122,7 +133,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	)
 	fs.StringVar(&cfg.Workload, "workload", WorkloadFeed, "feed (the price feed's subscriptions) or answer (per-request answer streams; sse, ws, poll)")
 	fs.StringVar(&cfg.Transport, "transport", "sse", "sse, ws, poll, shortpoll, storm-sse, storm-ws or storm-poll")
-	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL, or the transport's endpoint (e.g. http://HOST:PORT/sse, ws://HOST:PORT/ws)")
+	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL, or the transport's endpoint (e.g. http://HOST:PORT/sse, ws://HOST:PORT/ws); https:// and wss:// for TLS")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "https: do not verify the server's certificate")
+	fs.StringVar(&cfg.CAFile, "ca", "", "https: trust the certificates in this PEM file (instead of the system's)")
+	fs.StringVar(&cfg.Proto, "proto", client.ProtoH1, "h1 or h2 (sse, poll, shortpoll, storm-sse, storm-poll): HTTP/2 streams over -h2-conns connections (h2c over http)")
+	fs.IntVar(&cfg.H2Conns, "h2-conns", 0, "-proto h2: connections the streams share (0: clients/100 rounded up)")
 	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "subscriptions (sse, ws, poll), pollers (shortpoll), connections open at once at most (storm) or answers in flight on average (answer)")
 	fs.DurationVar(&duration, "duration", DefaultDuration, "measured time, from when the ramp is over and every client connected (and the -warmup is over)")
 	fs.DurationVar(&cfg.Ramp, "ramp", 0, "spread connection opens over this time before -duration starts (streams)")
@@ -146,7 +161,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", client.DefaultConnectTimeout, "bound on dial plus handshake (storm: also on the first tick)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", client.DefaultIdleTimeout, "drop a stream silent for this long (goroutine reader: after half to all of it; loop: after it plus up to 1s)")
 	fs.DurationVar(&cfg.PollTimeout, "poll-timeout", client.DefaultPollTimeout, "poll: the timeout parameter of each long poll")
-	fs.StringVar(&cfg.Reader, "reader", DefaultReader, "sse, ws, poll: what reads the connections: loop (a few event-loop workers, epoll; Linux) or goroutine (one per client)")
+	fs.StringVar(&cfg.Reader, "reader", DefaultReader, "sse, ws, poll: what reads the connections: loop (a few event-loop workers, epoll; Linux) or goroutine (one per client; always over TLS and HTTP/2)")
 	fs.IntVar(&cfg.ReadBuffer, "read-buffer", client.DefaultReadBuffer, "bytes of parse buffer per client")
 	fs.IntVar(&cfg.Handshakes, "handshakes", DefaultHandshakes, "connection opens in flight at once (the server's listen backlog is finite)")
 	fs.StringVar(&out, "out", "", "write the result as JSON to this file (for bench)")

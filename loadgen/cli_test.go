@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pushbench/pushbench/loadgen/internal/servertest"
 	"github.com/pushbench/pushbench/loadgen/result"
+	"github.com/pushbench/pushbench/servers/server"
 )
 
 func runMain(args ...string) (code int, stdout, stderr string) {
@@ -19,6 +21,10 @@ func runMain(args ...string) (code int, stdout, stderr string) {
 
 // TestCLIBadFlags: every usage error exits 2 with exactly one line.
 func TestCLIBadFlags(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		want string
@@ -54,6 +60,16 @@ func TestCLIBadFlags(t *testing.T) {
 		{[]string{"-read-buffer", "1"}, "-read-buffer"},
 		{[]string{"-idle-timeout", "0s"}, "timeout"},
 		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"-url", "wss://127.0.0.1:8080"}, "https://"},
+		{[]string{"-url", "https://127.0.0.1:8080", "-ca", filepath.Join(t.TempDir(), "missing.pem")}, "-ca"},
+		{[]string{"-url", "https://127.0.0.1:8080", "-ca", notPEM}, "no PEM certificate"},
+		{[]string{"-insecure"}, "-insecure and -ca apply to https://"},
+		{[]string{"-ca", notPEM}, "-insecure and -ca apply to https://"},
+		{[]string{"-proto", "h3"}, "-proto must be h1 or h2"},
+		{[]string{"-transport", "ws", "-proto", "h2"}, "WebSocket stays an HTTP/1.1 upgrade"},
+		{[]string{"-transport", "storm-ws", "-proto", "h2"}, "-proto h2 applies to"},
+		{[]string{"-h2-conns", "2"}, "-h2-conns applies to -proto h2"},
+		{[]string{"-proto", "h2", "-h2-conns", "-1"}, "-h2-conns"},
 	}
 	for _, c := range cases {
 		code, out, errOut := runMain(c.args...)
@@ -156,17 +172,23 @@ func TestCLIRun(t *testing.T) {
 
 // TestCLIURLForms runs the command against the real server with -url as
 // users paste it: the base URL or the transport's endpoint, ws:// for
-// WebSocket. Every form must reach the server and show its base URL; an
-// endpoint of another transport, or TLS, is a one-line usage error that
-// says which.
+// WebSocket, https:// and wss:// for TLS. Every form must reach the server
+// and show its base URL; an endpoint of another transport is a one-line
+// usage error that says which, and TLS to a plaintext server one line
+// before the run.
 func TestCLIURLForms(t *testing.T) {
 	base := startServer(t, "all", 200)
 	host := strings.TrimPrefix(base, "http://")
+	tlsBase, ca := servertest.Serve(t, server.Config{Transport: "all", Feed: feedAt(200)}, "tls")
+	tlsHost := strings.TrimPrefix(tlsBase, "https://")
 	for _, c := range []struct {
 		transport, url string
 		code           int
 		want           string // in the summary's first line, or the usage error
 	}{
+		{"ws", "wss://" + tlsHost + "/ws", ExitOK, "loadgen ws " + tlsBase + "  2 clients  0.3s  protocol tls "},
+		{"sse", tlsBase + "/sse", ExitOK, "loadgen sse " + tlsBase + "  2 clients  0.3s  protocol tls "},
+		{"storm-ws", "wss://" + tlsHost, ExitOK, "loadgen storm-ws " + tlsBase + " "},
 		{"sse", base, ExitOK, "loadgen sse " + base + " "},
 		{"sse", base + "/", ExitOK, "loadgen sse " + base + " "},
 		{"sse", base + "/sse", ExitOK, "loadgen sse " + base + " "},
@@ -184,12 +206,16 @@ func TestCLIURLForms(t *testing.T) {
 		{"shortpoll", base + "/sse", ExitUsage, "names the sse endpoint (/sse), but -transport is shortpoll: give the base URL or its /poll endpoint"},
 		{"sse", "ws://" + host, ExitUsage, "is a WebSocket URL, but -transport is sse"},
 		{"poll", "ws://" + host + "/poll", ExitUsage, "is a WebSocket URL, but -transport is poll"},
-		{"ws", "wss://" + host + "/ws", ExitUsage, "TLS is not supported yet"},
-		{"sse", "https://" + host, ExitUsage, "TLS is not supported yet"},
+		{"ws", "wss://" + host + "/ws", ExitError, "started with -tls?"},
+		{"sse", "https://" + host, ExitError, "started with -tls?"},
+		{"sse", "wss://" + tlsHost, ExitUsage, "is a WebSocket URL, but -transport is sse: give https://"},
 		{"sse", "ftp://" + host, ExitUsage, "http://"},
 	} {
 		t.Run(c.transport+" "+c.url, func(t *testing.T) {
 			args := []string{"-transport", c.transport, "-url", c.url, "-clients", "2", "-duration", "300ms", "-quiet", "-strict"}
+			if strings.HasPrefix(c.url, "https") || strings.HasPrefix(c.url, "wss") {
+				args = append(args, "-ca", ca)
+			}
 			switch {
 			case c.transport == "shortpoll":
 				args = append(args, "-interval", "50ms")
@@ -200,7 +226,7 @@ func TestCLIURLForms(t *testing.T) {
 			if code != c.code {
 				t.Fatalf("exit %d, want %d: %s%s", code, c.code, stdout, stderr)
 			}
-			if c.code == ExitUsage {
+			if c.code != ExitOK {
 				if stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, c.want) {
 					t.Errorf("stdout %q, stderr %q: want one line saying %q", stdout, stderr, c.want)
 				}

@@ -24,12 +24,15 @@
 package loadgen
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -58,6 +61,9 @@ const (
 	DefaultRate          = 100.0
 	DefaultHandshakes    = 256 // connection opens in flight at once
 	DefaultProgressEvery = 5 * time.Second
+	// H2StreamsPerConn is how many streams share one HTTP/2 connection by
+	// default (-h2-conns 0): about what a browser puts on one.
+	H2StreamsPerConn = 100
 	// SlowReceiveBuffer and SlowMSS are the SO_RCVBUF and the advertised
 	// MSS of a stalled client's socket (see client.Dialer.WithSmallBuffers).
 	SlowReceiveBuffer = 4 << 10
@@ -78,8 +84,20 @@ type Config struct {
 	Transport string // one of Modes
 	// URL is the server: its base URL, http://host:port[/prefix], or the
 	// transport's endpoint (http://host:port/sse, ws://host:port/ws);
-	// Validate turns it into the base URL.
-	URL      *url.URL
+	// https:// and wss:// for TLS. Validate turns it into the base URL.
+	URL *url.URL
+	// Insecure skips the verification of the server's certificate; CAFile
+	// names a PEM file of the certificates to trust instead of the
+	// system's (https only).
+	Insecure bool
+	CAFile   string
+	// Proto is "h1" ("" too) or "h2" (sse, poll, shortpoll and their
+	// storms): the clients are then streams over H2Conns connections
+	// (0: one per H2StreamsPerConn clients, rounded up); over http it is
+	// h2c with prior knowledge.
+	Proto   string
+	H2Conns int
+
 	Clients  int // subscriptions (streams, shortpoll) or concurrent connections (storm)
 	Duration time.Duration
 	Ramp     time.Duration // streams: connection opens spread over this, before Duration starts
@@ -133,6 +151,49 @@ type Config struct {
 
 	// reader replaces the streams' reader in tests.
 	reader driver
+	// tls is the clients' TLS configuration (https), set by Validate.
+	tls *tls.Config
+}
+
+// isTLS reports whether the run speaks TLS (after Validate).
+func (c *Config) isTLS() bool { return c.URL.Scheme == "https" }
+
+// Protocol is the run's protocol as results and bench name it: "h1",
+// "tls" (HTTP/1.1 over TLS), "h2" (HTTP/2 over TLS) or "h2c" (cleartext
+// HTTP/2).
+func (c *Config) Protocol() string {
+	switch {
+	case c.Proto == client.ProtoH2 && c.isTLS():
+		return "h2"
+	case c.Proto == client.ProtoH2:
+		return "h2c"
+	case c.isTLS():
+		return "tls"
+	}
+	return "h1"
+}
+
+// tlsConfig builds the clients' TLS configuration from Insecure and
+// CAFile; nil for a plaintext URL.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	if !c.isTLS() {
+		if c.Insecure || c.CAFile != "" {
+			return nil, fmt.Errorf("-insecure and -ca apply to https:// and wss:// URLs, not %s", c.URL)
+		}
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.Insecure}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: %w", err)
+		}
+		t.RootCAs = x509.NewCertPool()
+		if !t.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca %s: no PEM certificate in it", c.CAFile)
+		}
+	}
+	return t, nil
 }
 
 func (c *Config) stream() bool {
@@ -188,6 +249,23 @@ func (c *Config) Validate() error {
 		return err
 	}
 	c.URL = base
+	if c.tls, err = c.tlsConfig(); err != nil {
+		return err
+	}
+	switch c.Proto {
+	case "", client.ProtoH1:
+		c.Proto = client.ProtoH1
+		if c.H2Conns != 0 {
+			return errors.New("-h2-conns applies to -proto h2")
+		}
+	case client.ProtoH2:
+		if c.clientTransport() == "ws" {
+			return fmt.Errorf("-proto h2 applies to sse, poll, shortpoll, storm-sse and storm-poll, not %s: "+
+				"WebSocket stays an HTTP/1.1 upgrade (no RFC 8441)", c.Transport)
+		}
+	default:
+		return fmt.Errorf("-proto must be h1 or h2, got %q", c.Proto)
+	}
 	if c.Clients < 1 {
 		return fmt.Errorf("-clients must be at least 1, got %d", c.Clients)
 	}
@@ -249,6 +327,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Handshakes <= 0 {
 		c.Handshakes = DefaultHandshakes
+	}
+	if c.H2Conns < 0 {
+		return fmt.Errorf("-h2-conns must not be negative, got %d", c.H2Conns)
+	}
+	if c.Proto == client.ProtoH2 && c.H2Conns == 0 {
+		c.H2Conns = (c.Clients + H2StreamsPerConn - 1) / H2StreamsPerConn
 	}
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = DefaultProgressEvery
@@ -314,16 +398,16 @@ func baseURL(u *url.URL, mode, transport string) (*url.URL, error) {
 	b := *u
 	b.Scheme = strings.ToLower(b.Scheme)
 	switch b.Scheme {
-	case "http":
-	case "ws":
+	case "http", "https":
+	case "ws", "wss":
 		if transport != "ws" {
-			return nil, fmt.Errorf("-url %s is a WebSocket URL, but -transport is %s: give http://%s", u, mode, b.Host)
+			return nil, fmt.Errorf("-url %s is a WebSocket URL, but -transport is %s: give %s://%s", u, mode,
+				strings.Replace(b.Scheme, "ws", "http", 1), b.Host)
 		}
-		b.Scheme = "http" // the upgrade starts as an HTTP request
-	case "https", "wss":
-		return nil, fmt.Errorf("-url %s: TLS is not supported yet; use http:// or ws://", u)
+		// The upgrade starts as an HTTP request (over TLS for wss).
+		b.Scheme = strings.Replace(b.Scheme, "ws", "http", 1)
 	default:
-		return nil, fmt.Errorf("-url must be an http:// (or, for ws, ws://) URL like http://127.0.0.1:8080, got %q", u.String())
+		return nil, fmt.Errorf("-url must be an http:// or https:// (or, for ws, ws:// or wss://) URL like http://127.0.0.1:8080, got %q", u.String())
 	}
 	if b.Host == "" || b.Hostname() == "" || b.Opaque != "" {
 		return nil, fmt.Errorf("-url must be a URL with a host like http://127.0.0.1:8080, got %q", u.String())
@@ -348,16 +432,22 @@ func baseURL(u *url.URL, mode, transport string) (*url.URL, error) {
 	return &b, nil
 }
 
-// clientConfig builds the shared client configuration.
+// clientConfig builds the shared client configuration; with h2 it holds
+// the run's pool of connections, which the caller closes.
 func (c *Config) clientConfig() (*client.Config, error) {
 	cc := &client.Config{
 		Transport:      c.clientTransport(),
 		Base:           c.URL,
+		TLS:            c.tls,
+		Proto:          c.Proto,
 		Symbols:        c.Symbols,
 		ConnectTimeout: c.ConnectTimeout,
 		IdleTimeout:    c.IdleTimeout,
 		PollTimeout:    c.PollTimeout,
 		ReadBuffer:     c.ReadBuffer,
+	}
+	if c.Proto == client.ProtoH2 {
+		cc.H2 = client.NewH2Pool(c.H2Conns)
 	}
 	if err := cc.Prepare(); err != nil {
 		return nil, err

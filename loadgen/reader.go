@@ -16,15 +16,17 @@ const (
 )
 
 // useReader sets the driver of a streams run from cfg.Reader ("": the
-// loop where the system has one, else goroutines) and returns what stops
-// it once the run is over.
+// loop where the system has one, else goroutines; TLS and HTTP/2 clients
+// always goroutines) and returns what stops it once the run is over.
 func (r *run) useReader() (stop func(), err error) {
 	stop = func() {}
 	if r.drv != nil { // a test's driver
 		r.readerName = "test"
 		return stop, nil
 	}
-	if r.cfg.Reader == ReaderGoroutine {
+	if r.cfg.Reader == ReaderGoroutine || r.cfg.isTLS() || r.cfg.Proto == client.ProtoH2 {
+		// The loop reads raw sockets: it can neither decrypt TLS nor
+		// take apart HTTP/2 streams, so those are read by goroutines.
 		r.drv, r.readerName = readLoop{}, ReaderGoroutine
 		return stop, nil
 	}

@@ -22,6 +22,9 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	} else {
 		p("loadgen %s %s  %d clients  %.1fs", r.Transport, r.URL, r.Clients, r.Duration)
 	}
+	if r.Protocol != "" && r.Protocol != "h1" {
+		p("  protocol %s", r.Protocol)
+	}
 	if r.Warmup > 0 && r.Answer == nil {
 		p(" after %.1fs warm-up", r.Warmup)
 	}
@@ -115,6 +118,10 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	p("bytes        in %s (%.1f B/tick)  out %s", bytesIEC(r.Bytes.Received), r.Bytes.PerTick, bytesIEC(r.Bytes.Sent))
 	if r.Requests > 0 {
 		p("  requests %s", group(r.Requests))
+	}
+	if r.Bytes.PlainReceived > 0 {
+		p("\n             TLS: %s in above it; its own %.1f B/tick (records, tags, handshakes)",
+			bytesIEC(r.Bytes.PlainReceived), r.Bytes.TLSOverheadPerTick)
 	}
 	p("\n")
 	selfLines(&b, r)

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -83,6 +84,9 @@ func Run(ctx context.Context, cfg Config) (*result.Result, error) {
 	if r.ccfg, err = cfg.clientConfig(); err != nil {
 		return nil, err
 	}
+	if r.ccfg.H2 != nil {
+		defer r.ccfg.H2.Close() // after every client is closed
+	}
 	if cfg.stream() {
 		stop, err := r.useReader()
 		if err != nil {
@@ -112,7 +116,13 @@ func Run(ctx context.Context, cfg Config) (*result.Result, error) {
 	for _, ip := range ips {
 		r.dialers = append(r.dialers, client.NewDialer(ip, connectTimeout))
 	}
-	if cfg.Slow > 0 {
+	switch {
+	case cfg.Slow > 0 && cfg.Proto == client.ProtoH2:
+		// A stalled stream shares its connection with the others: the
+		// connection keeps the buffers every stream needs, and what
+		// stalls is the stream's flow-control window.
+		r.slowDialers = r.dialers
+	case cfg.Slow > 0:
 		for _, d := range r.dialers {
 			r.slowDialers = append(r.slowDialers, d.WithSmallBuffers(SlowReceiveBuffer, SlowMSS))
 		}
@@ -138,7 +148,16 @@ func Run(ctx context.Context, cfg Config) (*result.Result, error) {
 // that does not serve this transport gives one clear error instead of
 // thousands of counted failures.
 func (r *run) preflight(ctx context.Context) error {
-	c, err := client.New(r.ccfg, r.dialers[0], nil)
+	ccfg := r.ccfg
+	if ccfg.H2 != nil {
+		// A connection of its own, whose bytes the run does not count,
+		// as those of an HTTP/1.1 trial connection.
+		own := *r.ccfg
+		own.H2 = client.NewH2Pool(1)
+		defer own.H2.Close()
+		ccfg = &own
+	}
+	c, err := client.New(ccfg, r.dialers[0], nil)
 	if err != nil {
 		return err
 	}
@@ -156,11 +175,25 @@ func (r *run) preflight(ctx context.Context) error {
 		return &PreflightError{fmt.Sprintf("cannot connect to %s: connection refused (is the server running?)", u), err}
 	case errors.As(err, &se) && se.Code == 404:
 		return &PreflightError{fmt.Sprintf("%s answers 404 on /%s: it does not serve %s (was it started with another -transport?)", u, tr, tr), err}
+	case cause == "tls_cert":
+		return &PreflightError{fmt.Sprintf("%s: the server's certificate is not trusted (%v): give it with -ca FILE, or -insecure", u, certReason(err)), err}
+	case cause == "tls":
+		return &PreflightError{fmt.Sprintf("TLS with %s failed (is it serving TLS, started with -tls?): %v", u, err), err}
 	case cause == "timeout":
 		return &PreflightError{fmt.Sprintf("no answer from %s within %s", u, r.ccfg.ConnectTimeout), err}
 	default:
 		return &PreflightError{fmt.Sprintf("trial %s connection to %s failed: %v", tr, u, err), err}
 	}
+}
+
+// certReason is what crypto/x509 says of a certificate error, without
+// the layers of context around it.
+func certReason(err error) error {
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return cve.Err
+	}
+	return err
 }
 
 func (r *run) shardFor(i int) *shard { return r.shards[i%len(r.shards)] }
@@ -486,6 +519,7 @@ func (r *run) result(start time.Time, cpu0 time.Duration, aux *aux) *result.Resu
 		Start:         start.UTC(),
 		Duration:      wall.Seconds(),
 		Reader:        r.readerName,
+		Protocol:      cfg.Protocol(),
 		Self:          selfCost(cpu, wall, lag),
 	}
 	hs := result.NewHists()
@@ -496,7 +530,15 @@ func (r *run) result(start time.Time, cpu0 time.Duration, aux *aux) *result.Resu
 		sh.mu.Unlock()
 		res.Bytes.Sent += sh.counters.Out.Load()
 		res.Bytes.Received += sh.counters.In.Load()
+		res.Bytes.PlainSent += sh.counters.PlainOut.Load()
+		res.Bytes.PlainReceived += sh.counters.PlainIn.Load()
 		res.Requests += sh.counters.Requests.Load()
+	}
+	if p := r.ccfg.H2; p != nil { // HTTP/2: the connections' bytes are the pool's
+		res.Bytes.Sent += p.Counters().Out.Load()
+		res.Bytes.Received += p.Counters().In.Load()
+		res.Bytes.PlainSent += p.Counters().PlainOut.Load()
+		res.Bytes.PlainReceived += p.Counters().PlainIn.Load()
 	}
 	res.FailureSamples = r.samples()
 	if len(res.FailureSamples) == 0 {

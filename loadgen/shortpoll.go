@@ -49,17 +49,22 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 
 	counters := &r.shards[0].counters
 	var dials atomic.Uint64
+	// Connections are dialed as the clients dial theirs (TLS included,
+	// its handshake inside the connect time), so that bytes are counted
+	// below and above TLS alike.
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		i := int(dials.Add(1))
+		t0 := time.Now()
+		c, err := r.ccfg.Dial(ctx, r.dialerFor(i), counters)
+		if err != nil {
+			return nil, err
+		}
+		r.shardFor(i).connected(time.Since(t0))
+		return c, nil
+	}
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			i := int(dials.Add(1))
-			t0 := time.Now()
-			c, err := r.dialerFor(i).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			r.shardFor(i).connected(time.Since(t0))
-			return client.NewConn(c, counters), nil
-		},
+		DialContext:           dial,
+		DialTLSContext:        dial, // HTTP/1.1 over TLS: ALPN offers http/1.1 only
 		MaxIdleConnsPerHost:   n,
 		MaxConnsPerHost:       n,
 		DisableCompression:    true, // count the bytes a plain client moves
@@ -67,7 +72,12 @@ func (r *run) shortpoll(ctx context.Context) (*result.Result, error) {
 		IdleConnTimeout:       max(2*cfg.Interval, 30*time.Second),
 	}
 	defer tr.CloseIdleConnections()
-	rt := &failRT{next: tr, shard: r.shards[0], counters: counters}
+	var inner http.RoundTripper = tr
+	if r.ccfg.H2 != nil {
+		// HTTP/2: the polls are streams of the run's few connections.
+		inner = r.ccfg.H2.RoundTripper(r.ccfg, r.dialers[0], r.shards[0].connected)
+	}
+	rt := &failRT{next: inner, shard: r.shards[0], counters: counters}
 	attacker := vegeta.NewAttacker(
 		vegeta.Client(&http.Client{Transport: rt}),
 		vegeta.Timeout(2*r.ccfg.ConnectTimeout),

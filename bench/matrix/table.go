@@ -72,7 +72,7 @@ type Scale struct {
 
 // All lists every table, in report order, sized by sc.
 func All(sc Scale) []Table {
-	return []Table{Transports(sc), NetworksTable(sc), NetworkStormTable(sc), ImplsTable(sc), AnswerTable(sc)}
+	return []Table{Transports(sc), ProtocolsTable(sc), NetworksTable(sc), NetworkStormTable(sc), ImplsTable(sc), AnswerTable(sc)}
 }
 
 // Lookup returns the table named name from All.

@@ -19,6 +19,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,12 @@ func Endpoint(transport string) string {
 	}
 	return ""
 }
+
+// Protocols (Config.Proto) of the SSE and poll clients.
+const (
+	ProtoH1 = "h1" // HTTP/1.1: a connection per client
+	ProtoH2 = "h2" // HTTP/2: each client a stream of shared connections (H2Pool)
+)
 
 // Defaults double as the load generator's flag defaults.
 const (
@@ -95,8 +102,17 @@ type Client interface {
 // Config describes the clients of one run. Prepare it once; it is then
 // read-only and shared by every client.
 type Config struct {
-	Transport      string
-	Base           *url.URL // http://host:port[/prefix]
+	Transport string
+	Base      *url.URL // http://host:port[/prefix], or https:// for TLS
+	// TLS is the clients' TLS configuration for an https Base (roots,
+	// InsecureSkipVerify); nil: the system's roots. Prepare adds the
+	// server name and the ALPN protocols.
+	TLS *tls.Config
+	// Proto is ProtoH1 ("" too) or ProtoH2 (sse and poll only): the
+	// clients are then streams on the connections of H2, which New
+	// hands out in turn.
+	Proto          string
+	H2             *H2Pool
 	Symbols        []string // empty: all
 	ConnectTimeout time.Duration
 	IdleTimeout    time.Duration
@@ -108,6 +124,8 @@ type Config struct {
 	hostport string
 	hostHdr  string
 	path     string // path and query, without resume point
+	tlsConf  *tls.Config
+	h2URL    string // h2: the endpoint's URL, without resume point
 	wsURL    string
 	pollWait string // PollTimeout as the timeout parameter
 	// wsPool lends WebSocket write buffers: a load-generator client only
@@ -138,8 +156,21 @@ func (c *Config) Prepare() error {
 	if c.Base == nil {
 		return errors.New("client: no URL")
 	}
-	if c.Base.Scheme != "http" {
-		return fmt.Errorf("client: URL scheme must be http, got %q", c.Base.Scheme)
+	if c.Base.Scheme != "http" && c.Base.Scheme != "https" {
+		return fmt.Errorf("client: URL scheme must be http or https, got %q", c.Base.Scheme)
+	}
+	switch c.Proto {
+	case "", ProtoH1:
+		c.Proto = ProtoH1
+	case ProtoH2:
+		if c.Transport != "sse" && c.Transport != "poll" {
+			return fmt.Errorf("client: HTTP/2 is for sse and poll, not %s", c.Transport)
+		}
+		if c.H2 == nil {
+			return errors.New("client: HTTP/2 needs an H2Pool")
+		}
+	default:
+		return fmt.Errorf("client: unknown protocol %q", c.Proto)
 	}
 	if c.Base.Host == "" {
 		return errors.New("client: URL has no host")
@@ -155,8 +186,13 @@ func (c *Config) Prepare() error {
 	c.hostHdr = c.Base.Host
 	c.hostport = c.Base.Host
 	if c.Base.Port() == "" {
-		c.hostport = net.JoinHostPort(c.Base.Hostname(), "80")
+		port := "80"
+		if c.Base.Scheme == "https" {
+			port = "443"
+		}
+		c.hostport = net.JoinHostPort(c.Base.Hostname(), port)
 	}
+	c.prepareTLS()
 	prefix := strings.TrimSuffix(c.Base.EscapedPath(), "/")
 	var q []string
 	if len(c.Symbols) > 0 {
@@ -170,6 +206,9 @@ func (c *Config) Prepare() error {
 	switch c.Transport {
 	case "ws":
 		c.wsURL = "ws://" + c.Base.Host + c.path
+		if c.tlsConf != nil {
+			c.wsURL = "wss://" + c.Base.Host + c.path
+		}
 	case "poll":
 		q = append(q, "max="+fmt.Sprint(c.PollMax))
 	}
@@ -179,6 +218,7 @@ func (c *Config) Prepare() error {
 			c.wsURL += "?" + strings.Join(q, "&")
 		}
 	}
+	c.h2URL = c.Base.Scheme + "://" + c.Base.Host + c.path
 	return nil
 }
 
@@ -200,12 +240,16 @@ func New(cfg *Config, d *Dialer, counters *Counters) (Client, error) {
 		Client
 		init(*Config, *Dialer, *Counters)
 	}
-	switch cfg.Transport {
-	case "sse":
+	switch {
+	case cfg.Proto == ProtoH2 && cfg.Transport == "sse":
+		c = new(H2SSE)
+	case cfg.Proto == ProtoH2 && cfg.Transport == "poll":
+		c = new(H2Poll)
+	case cfg.Transport == "sse":
 		c = new(SSE)
-	case "ws":
+	case cfg.Transport == "ws":
 		c = new(WS)
-	case "poll":
+	case cfg.Transport == "poll":
 		c = new(Poll)
 	default:
 		return nil, fmt.Errorf("client: unknown transport %q", cfg.Transport)
@@ -236,17 +280,17 @@ type base struct {
 
 func (b *base) loopBase() *base { return b }
 
-// dial opens a connection and registers it so that Drop and Close can cut
-// it, even during the handshake.
+// dial opens a connection (TLS: and shakes hands) and registers it so
+// that Drop and Close can cut it, even during the handshakes.
 func (b *base) dial(ctx context.Context) (*Conn, error) {
 	raw, err := b.dialer.DialContext(ctx, "tcp", b.cfg.hostport)
 	if err != nil {
 		return nil, err
 	}
-	c := NewConn(raw, b.counters)
+	c := b.cfg.wrap(raw, b.counters)
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		_ = raw.Close()
 		return nil, fmt.Errorf("client closed: %w", net.ErrClosed)
 	}
@@ -254,6 +298,11 @@ func (b *base) dial(ctx context.Context) (*Conn, error) {
 		_ = b.conn.Close()
 	}
 	b.conn = c
+	b.mu.Unlock()
+	if err := b.cfg.handshake(ctx, c); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -291,7 +340,7 @@ func cutOnCancel(ctx context.Context, c net.Conn) (stop func() bool) {
 // connection nobody reads; a long poll first sends its next request, whose
 // answer is then never read.
 func Stall(c Client) error {
-	if p, ok := c.(*Poll); ok {
+	if p, ok := c.(interface{ stall() error }); ok {
 		return p.stall()
 	}
 	return nil
@@ -305,6 +354,11 @@ func Stall(c Client) error {
 // false, err says why reading stopped (a timeout: it was still open). Call
 // it from the goroutine that owns c, instead of Next.
 func ReadRest(c Client, deadline time.Time) (n int64, ended bool, err error) {
+	if s, ok := c.(interface {
+		readRest(time.Time) (int64, bool, error)
+	}); ok {
+		return s.readRest(deadline) // an HTTP/2 stream: its body
+	}
 	b, ok := c.(interface{ current() *Conn })
 	if !ok {
 		return 0, false, errors.New("client: not one of this package's clients")
@@ -314,7 +368,8 @@ func ReadRest(c Client, deadline time.Time) (n int64, ended bool, err error) {
 		return 0, false, fmt.Errorf("client: %w", net.ErrClosed)
 	}
 	// The raw connection: Conn.Read would move a rolling idle deadline.
-	raw := conn.Conn
+	// Over TLS the socket under it: the bytes are discarded unread.
+	raw := conn.socket()
 	if err := raw.SetReadDeadline(deadline); err != nil {
 		return 0, false, err
 	}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -448,6 +450,11 @@ func TestCause(t *testing.T) {
 		fmt.Errorf("%w: bad", ErrProtocol):                                                 "protocol",
 		syscall.EADDRNOTAVAIL:                                                              "no_port",
 		errors.New("something"):                                                            "other",
+		fmt.Errorf("%w with h: %w", ErrTLS, &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}): "tls_cert",
+		fmt.Errorf("sse: %w", x509.HostnameError{Host: "h"}):                                                      "tls_cert",
+		fmt.Errorf("%w with h: %w", ErrTLS, tls.RecordHeaderError{Msg: "not TLS"}):                                "tls",
+		fmt.Errorf("%w with h: %w", ErrTLS, os.ErrDeadlineExceeded):                                               "timeout",
+		fmt.Errorf("sse: %w", &net.OpError{Op: "local error", Err: errors.New("tls: bad record MAC")}):            "tls",
 	} {
 		if got := Cause(err); got != want {
 			t.Errorf("Cause(%v) = %s, want %s", err, got, want)

@@ -16,10 +16,16 @@ import (
 // them: HTTP request and response headers, chunk framing, SSE field names,
 // WebSocket frame headers and control frames all count. Many connections
 // share one Counters; adding is atomic.
+//
+// Over TLS, In and Out count the ciphertext (records, handshake), which is
+// what crosses the network, and PlainIn and PlainOut what TLS carried
+// above it, so that TLS's own share can be told apart.
 type Counters struct {
 	In       atomic.Int64 // server to client
 	Out      atomic.Int64 // client to server
 	Requests atomic.Int64 // HTTP requests sent (polls)
+	PlainIn  atomic.Int64 // TLS only: server to client, above TLS
+	PlainOut atomic.Int64 // TLS only: client to server, above TLS
 }
 
 // Conn wraps a net.Conn to count its bytes and to remember when the last read
@@ -35,6 +41,13 @@ type Counters struct {
 type Conn struct {
 	net.Conn
 	counters *Counters
+	// in and out are the counters Read and Write add to: In and Out, or
+	// over TLS (Conn is then the *tls.Conn) PlainIn and PlainOut, while
+	// the socket below TLS counts In and Out.
+	in, out *atomic.Int64
+	// sock is the TCP connection under TLS (nil without TLS): Close cuts
+	// it at once, without a close_notify that could wait on a full socket.
+	sock     net.Conn
 	lastRead int64 // Unix ns
 	idle     int64 // ns; 0: the owner manages deadlines itself
 	setAt    int64 // Unix ns when the rolling deadline was last moved
@@ -50,8 +63,19 @@ func NewConn(c net.Conn, counters *Counters) *Conn {
 	if counters == nil {
 		counters = new(Counters)
 	}
-	return &Conn{Conn: c, counters: counters}
+	return &Conn{Conn: c, counters: counters, in: &counters.In, out: &counters.Out}
 }
+
+// socket returns the TCP connection: below TLS, if any.
+func (c *Conn) socket() net.Conn {
+	if c.sock != nil {
+		return c.sock
+	}
+	return c.Conn
+}
+
+// Close closes the TCP connection.
+func (c *Conn) Close() error { return c.socket().Close() }
 
 // Read reads from the connection and stamps the arrival time.
 func (c *Conn) Read(p []byte) (int, error) {
@@ -70,7 +94,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	c.lastRead = time.Now().UnixNano()
 	if n > 0 {
-		c.counters.In.Add(int64(n))
+		c.in.Add(int64(n))
 	}
 	return n, err
 }
@@ -79,7 +103,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if n > 0 {
-		c.counters.Out.Add(int64(n))
+		c.out.Add(int64(n))
 	}
 	return n, err
 }

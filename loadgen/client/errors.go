@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +43,8 @@ func Cause(err error) string {
 	var ce *websocket.CloseError
 	var ne net.Error
 	switch {
+	case certError(err):
+		return "tls_cert" // one clear cause, not the timeouts of retries
 	case errors.As(err, &se):
 		return fmt.Sprintf("http_%d", se.Code)
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -62,6 +66,25 @@ func Cause(err error) string {
 		return "closed"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
+	case errors.Is(err, ErrTLS), tlsAlert(err):
+		return "tls" // e.g. a server that does not speak TLS, or an alert
 	}
 	return "other"
+}
+
+// tlsAlert reports whether err is a TLS alert, sent (a record that did
+// not decrypt: "local error") or received ("remote error").
+func tlsAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && (oe.Op == "local error" || oe.Op == "remote error")
+}
+
+// certError reports whether err is the client's refusal of the server's
+// certificate (unknown authority, wrong host, expired).
+func certError(err error) bool {
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var cie x509.CertificateInvalidError
+	return errors.As(err, &cve) || errors.As(err, &uae) || errors.As(err, &he) || errors.As(err, &cie)
 }

@@ -19,17 +19,10 @@ import (
 type Poll struct {
 	base
 	httpReader
-	live      *Conn // nil after the server closed it
-	req       []byte
-	body      []byte
-	ans       PollAnswer
-	next      int // next tick of ans to hand out
-	gap       bool
-	start     bool   // a KindStart is due
-	startSeq  uint64 // the seq the subscription starts after
-	cursor    uint64
-	hasCursor bool
-	ev        Event
+	pollState
+	live *Conn // nil after the server closed it
+	req  []byte
+	body []byte
 
 	// Served by a Loop: inside an answer's body, and its chunk decoder.
 	inBody bool
@@ -57,6 +50,33 @@ func (p *Poll) Connect(ctx context.Context) error {
 		p.live = nil
 		return err
 	}
+	p.begin()
+	return nil
+}
+
+// pollState is where a long-polling client is in the feed, over HTTP/1.1
+// (Poll) or HTTP/2 (H2Poll): the last answer, its events still to hand
+// out, and the cursor to resume from.
+type pollState struct {
+	ans       PollAnswer
+	next      int // next tick of ans to hand out
+	gap       bool
+	start     bool   // a KindStart is due
+	startSeq  uint64 // the seq the subscription starts after
+	cursor    uint64
+	hasCursor bool
+	ev        Event
+}
+
+// accept takes the answer decoded into p.ans, which arrived at recvAt.
+func (p *pollState) accept(recvAt int64) {
+	p.ev.RecvAt = recvAt
+	p.next, p.gap = 0, p.ans.HasGap
+	p.cursor, p.hasCursor = p.ans.Cursor, true
+}
+
+// begin fixes where the subscription starts after the first answer.
+func (p *pollState) begin() {
 	// "From now" is the newest seq when the server read the request; a tick
 	// published a moment later may already be in this first answer, with the
 	// cursor after it. The subscription starts before the first tick it got.
@@ -67,7 +87,6 @@ func (p *Poll) Connect(ctx context.Context) error {
 	if p.ans.HasGap {
 		p.startSeq = min(p.startSeq, p.ans.Gap.From-1)
 	}
-	return nil
 }
 
 // poll sends one request (timeout 0 or the configured one) and decodes
@@ -99,9 +118,7 @@ func (p *Poll) poll(timeout time.Duration) error {
 	if err := DecodePoll(p.body, &p.ans); err != nil {
 		return fmt.Errorf("poll: %w", err)
 	}
-	p.ev.RecvAt = c.LastRead()
-	p.next, p.gap = 0, p.ans.HasGap
-	p.cursor, p.hasCursor = p.ans.Cursor, true
+	p.accept(c.LastRead())
 	return nil
 }
 
@@ -206,7 +223,7 @@ func (p *Poll) redial() error {
 }
 
 // pending returns the next event of the last answer, or nil.
-func (p *Poll) pending() *Event {
+func (p *pollState) pending() *Event {
 	ev := &p.ev
 	switch {
 	case p.start:
@@ -330,9 +347,7 @@ func (p *Poll) answer(lc *loopConn, body []byte, recvAt int64) error {
 	if err := DecodePoll(body, &p.ans); err != nil {
 		return fmt.Errorf("poll: %w", err)
 	}
-	p.ev.RecvAt = recvAt
-	p.next, p.gap = 0, p.ans.HasGap
-	p.cursor, p.hasCursor = p.ans.Cursor, true
+	p.accept(recvAt)
 	for ev := p.pending(); ev != nil; ev = p.pending() {
 		lc.sink(ev)
 	}

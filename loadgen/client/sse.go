@@ -119,8 +119,10 @@ func (s *SSE) Next() (*Event, error) {
 }
 
 // event turns a tick or gap event into s.ev; nil for other types.
-func (s *SSE) event(e SSEEvent, recvAt int64) *Event {
-	ev := &s.ev
+func (s *SSE) event(e SSEEvent, recvAt int64) *Event { return sseEvent(&s.ev, e, recvAt) }
+
+// sseEvent turns a tick or gap event into ev; nil for other types.
+func sseEvent(ev *Event, e SSEEvent, recvAt int64) *Event {
 	ev.RecvAt = recvAt
 	switch string(e.Type) {
 	case "", "message":

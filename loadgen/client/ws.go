@@ -55,6 +55,9 @@ func (w *WS) Connect(ctx context.Context) error {
 			WriteBufferSize:  256,
 			WriteBufferPool:  cfg.wsPool,
 		}
+		// wss: dial shakes hands itself, so that the Conn above TLS
+		// counts the plaintext and the socket below it the ciphertext.
+		w.d.NetDialTLSContext = w.d.NetDialContext
 	}
 	w.url = append(w.url[:0], cfg.wsURL...)
 	if w.since > 0 {

@@ -110,11 +110,19 @@ func AddFailures(dst, src map[string]int64) map[string]int64 {
 	return dst
 }
 
-// Bytes on the wire, counted on the connection (headers and framing included).
+// Bytes on the wire, counted on the connection (headers and framing
+// included); over TLS on the socket below it: the ciphertext, handshakes
+// and record framing included, which is what crosses the network.
 type Bytes struct {
 	Sent     int64   `json:"sent"`     // client to server
 	Received int64   `json:"received"` // server to client
 	PerTick  float64 `json:"per_tick"` // Received / Counts.Received
+	// Over TLS: what TLS carried above it (HTTP, SSE, frames), and TLS's
+	// own bytes per tick received, (Received - PlainReceived) /
+	// Counts.Received: record headers, AEAD tags, handshakes.
+	PlainSent          int64   `json:"plain_sent,omitempty"`
+	PlainReceived      int64   `json:"plain_received,omitempty"`
+	TLSOverheadPerTick float64 `json:"tls_overhead_per_tick,omitempty"`
 }
 
 // Self is what the load generator itself cost, so that a saturated load
@@ -253,8 +261,13 @@ type Result struct {
 	Symbols  []string  `json:"symbols,omitempty"` // the subscription filter; empty means all
 	Start    time.Time `json:"start"`
 	// Reader is what read the streams' connections: "epoll" (an event
-	// loop) or "goroutine" (one per client); "mixed" in a merge of both.
+	// loop) or "goroutine" (one per client; always over TLS and HTTP/2);
+	// "mixed" in a merge of both.
 	Reader string `json:"reader,omitempty"`
+	// Protocol the clients spoke: "h1" (HTTP/1.1), "tls" (HTTP/1.1 over
+	// TLS; WebSocket: wss), "h2" (HTTP/2 over TLS) or "h2c" (cleartext
+	// HTTP/2); absent in older results (h1).
+	Protocol string `json:"protocol,omitempty"`
 	// Duration is the measured wall time (s). Streams: from the end of the
 	// warm-up (without one: the ramp over and every client connected) to
 	// the end, drain excluded; shortpoll: the attack after the warm-up;
@@ -315,6 +328,9 @@ func (r *Result) SetRates() {
 	}
 	if r.Counts.Received > 0 {
 		r.Bytes.PerTick = float64(r.Bytes.Received) / float64(r.Counts.Received)
+		if r.Bytes.PlainReceived > 0 {
+			r.Bytes.TLSOverheadPerTick = float64(r.Bytes.Received-r.Bytes.PlainReceived) / float64(r.Counts.Received)
+		}
 	}
 }
 
@@ -384,7 +400,8 @@ func Merge(rs ...*Result) (*Result, error) {
 	if len(rs) == 0 {
 		return nil, fmt.Errorf("merge: no results")
 	}
-	out := &Result{SchemaVersion: SchemaVersion, Transport: rs[0].Transport, Workload: rs[0].Workload, URL: rs[0].URL, Symbols: rs[0].Symbols, Start: rs[0].Start, Reader: rs[0].Reader}
+	out := &Result{SchemaVersion: SchemaVersion, Transport: rs[0].Transport, Workload: rs[0].Workload, URL: rs[0].URL, Symbols: rs[0].Symbols, Start: rs[0].Start,
+		Reader: rs[0].Reader, Protocol: rs[0].Protocol}
 	hs := NewHists()
 	for _, r := range rs {
 		if r.Transport != out.Transport {
@@ -392,6 +409,9 @@ func Merge(rs ...*Result) (*Result, error) {
 		}
 		if r.Workload != out.Workload {
 			return nil, fmt.Errorf("merge: workload %q with %q", r.Workload, out.Workload)
+		}
+		if r.Protocol != out.Protocol {
+			return nil, fmt.Errorf("merge: protocol %q with %q", r.Protocol, out.Protocol)
 		}
 		if r.Reader != out.Reader {
 			out.Reader = "mixed"
@@ -423,6 +443,8 @@ func Merge(rs ...*Result) (*Result, error) {
 		out.Counts.Add(r.Counts)
 		out.Bytes.Sent += r.Bytes.Sent
 		out.Bytes.Received += r.Bytes.Received
+		out.Bytes.PlainSent += r.Bytes.PlainSent
+		out.Bytes.PlainReceived += r.Bytes.PlainReceived
 		out.Self.CPUSeconds += r.Self.CPUSeconds
 		out.Self.CPUCores += r.Self.CPUCores
 		out.Self.MaxRSSBytes += r.Self.MaxRSSBytes

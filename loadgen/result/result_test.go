@@ -187,3 +187,27 @@ func TestMergeReader(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeTLSBytes: a merge adds the bytes above TLS, derives TLS's own
+// bytes per tick from the sums, keeps the protocol its parts share and
+// refuses parts of different protocols.
+func TestMergeTLSBytes(t *testing.T) {
+	r := func(proto string, recv, plain, ticks int64) *Result {
+		return &Result{SchemaVersion: SchemaVersion, Transport: "sse", Clients: 1, Protocol: proto,
+			Counts: Counts{Received: ticks}, Bytes: Bytes{Received: recv, PlainReceived: plain, PlainSent: 7}}
+	}
+	m, err := Merge(r("tls", 1000, 800, 10), r("tls", 3000, 2200, 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Protocol != "tls" || m.Bytes.PlainReceived != 3000 || m.Bytes.PlainSent != 14 || m.Bytes.TLSOverheadPerTick != 25 {
+		t.Errorf("merged %q, bytes %+v: want tls, 3000 and 14 plain bytes, (4000-3000)/40 = 25 B/tick", m.Protocol, m.Bytes)
+	}
+	m, err = Merge(r("h1", 1000, 0, 10), r("h1", 1000, 0, 10))
+	if err != nil || m.Bytes.TLSOverheadPerTick != 0 {
+		t.Errorf("plaintext merge: %v, bytes %+v: want no TLS overhead", err, m.Bytes)
+	}
+	if _, err := Merge(r("tls", 1000, 800, 10), r("h2", 1000, 900, 10)); err == nil {
+		t.Error("merged results of tls and h2")
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/metrics"
+	"github.com/pushbench/pushbench/servers/protocol"
 	"github.com/pushbench/pushbench/servers/query"
 )
 
@@ -25,7 +26,9 @@ type Base struct {
 	Feed         *feed.Feed
 	SymbolIndex  map[string]int // symbol name -> index in Feed.Symbols()
 	WriteTimeout time.Duration  // deadline of every write; 0: none
-	Metrics      *metrics.Transport
+	// Metrics are the transport's instruments over HTTP/1.1; MetricsOf
+	// gives those of a request's protocol.
+	Metrics *metrics.Transport
 	// Admit is asked before a client is served or held; it returns a
 	// release func, or false with the reason the client is refused.
 	Admit func() (release func(), reason string, ok bool)
@@ -35,6 +38,10 @@ type Base struct {
 	// Go starts a taken-over connection's goroutine so that the server can
 	// wait for it on shutdown; false means the server is shutting down.
 	Go func(func()) bool
+	// Enter counts a stream served on net/http's own goroutine (SSE over
+	// HTTP/2) among those the server waits for on shutdown; leave ends it.
+	// false means the server is shutting down.
+	Enter func() (leave func(), ok bool)
 	// Batches lends batch buffers (*[]*feed.Frame) so that an idle client
 	// holds none.
 	Batches *sync.Pool
@@ -83,12 +90,15 @@ func (b *Base) Parse(r *http.Request, header, param string) (Request, error) {
 	return req, nil
 }
 
+// MetricsOf are the transport's instruments over r's protocol.
+func (b *Base) MetricsOf(r *http.Request) *metrics.Transport { return b.Metrics.Over(protocol.Of(r)) }
+
 // Take admits one client, or answers 503 with Retry-After through fail
-// (the transport's error body) and counts the refusal.
-func (b *Base) Take(w http.ResponseWriter, fail func(w http.ResponseWriter, code int, msg string)) (release func(), ok bool) {
+// (the transport's error body) and counts the refusal by r's protocol.
+func (b *Base) Take(w http.ResponseWriter, r *http.Request, fail func(w http.ResponseWriter, code int, msg string)) (release func(), ok bool) {
 	release, reason, ok := b.Admit()
 	if !ok {
-		b.Metrics.Refuse(reason)
+		b.MetricsOf(r).Refuse(reason)
 		w.Header().Set("Retry-After", "1")
 		fail(w, http.StatusServiceUnavailable, "server at capacity: "+reason)
 		return nil, false
@@ -116,6 +126,30 @@ func (b *Base) Start(release func(), abort func(), fn func(ctx context.Context, 
 		b.Metrics.Open.Dec()
 		release()
 	}
+}
+
+// Serve runs fn, a stream served on the calling goroutine (net/http's,
+// for a stream that cannot be taken over: HTTP/2), with a context that ends
+// when the client goes away (r's context) or at shutdown, and counts the
+// stream open (by r's protocol) while fn runs; release is called when fn returns. It reports
+// false, running nothing and releasing the slot, once the server is
+// shutting down.
+func (b *Base) Serve(r *http.Request, release func(), fn func(ctx context.Context)) bool {
+	defer release()
+	leave, ok := b.Enter()
+	if !ok {
+		return false
+	}
+	defer leave()
+	m := b.MetricsOf(r)
+	m.Open.Inc()
+	defer m.Open.Dec()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(b.Shutdown, cancel)
+	defer stop()
+	fn(ctx)
+	return true
 }
 
 // HTTPError writes msg as a plain-text error (SSE, WebSocket handshakes).

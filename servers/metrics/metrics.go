@@ -1,6 +1,13 @@
 // Package metrics holds the server's Prometheus instruments on a registry of
 // its own (never the global default one), so that several servers can live
 // in one test binary and bench can scrape exactly what one process did.
+//
+// Connections, deliveries and bytes are labelled by transport and by the
+// protocol the request came over (protocol.H1, protocol.H2), so that one
+// server can tell what each costs; refusals too ("any" where no request was
+// read). Gaps, drops and write errors are by transport only: the policy is
+// the same on every protocol. Consumers that want a transport's total sum
+// over the protocol label (bench/sample sums every series of a family).
 package metrics
 
 import (
@@ -12,7 +19,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pushbench/pushbench/servers/protocol"
 )
+
+// AnyProtocol labels a refusal made before any request was read (at
+// accept, or an HTTP/2 stream refused by net/http).
+const AnyProtocol = "any"
 
 // Transport names used as label values.
 const (
@@ -31,6 +44,9 @@ const (
 	// ReasonReserveFull: accepted past the connection bound and its reserve
 	// too; closed at once, unanswered.
 	ReasonReserveFull = "reserve_full"
+	// ReasonH2Streams: an HTTP/2 stream opened past the connection's
+	// concurrent stream limit, reset by net/http (RFC 9113 §5.1.2).
+	ReasonH2Streams = "h2_max_streams"
 )
 
 // Causes of a drop: a client the server cut off or skipped ahead because
@@ -87,13 +103,15 @@ func New() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		ConnsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "connections_open",
-			Help: "Streaming connections (and held polls) open now, by transport."}, []string{"transport"}),
+			Help: "Streams (and held polls) open now, by transport and protocol (h1, h2)."}, []string{"transport", "protocol"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "connections_refused_total",
-			Help: "Connections refused at a limit, by transport and reason."}, []string{"transport", "reason"}),
+			Help: "Connections or HTTP/2 streams refused at a limit, by transport, reason and protocol (any: before a request was read)."},
+			[]string{"transport", "reason", "protocol"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "deliveries_total",
-			Help: "Ticks written to clients, by transport."}, []string{"transport"}),
+			Help: "Ticks written to clients, by transport and protocol."}, []string{"transport", "protocol"}),
 		BytesWritten: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "bytes_written_total",
-			Help: "Body bytes written to clients (ticks, gaps, heartbeats), by transport."}, []string{"transport"}),
+			Help: "Body bytes written to clients (ticks, gaps, heartbeats), by transport and protocol; TLS and HTTP/2 framing not included."},
+			[]string{"transport", "protocol"}),
 		Gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "gaps_total",
 			Help: "Gap signals sent to clients that fell behind the history, by transport."}, []string{"transport"}),
 		WriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "write_errors_total",
@@ -115,20 +133,28 @@ func New() *Metrics {
 	for _, name := range []string{SSE, WS, Poll} {
 		// Every label pair exists from the start, at 0, so that a scrape
 		// before the first drop sees the family and rates start at 0.
-		m.transports[name] = &Transport{
-			Open:         m.ConnsOpen.WithLabelValues(name),
-			Deliveries:   m.Deliveries.WithLabelValues(name),
-			Bytes:        m.BytesWritten.WithLabelValues(name),
-			Gaps:         m.Gaps.WithLabelValues(name),
-			writeTimeout: m.WriteErrors.WithLabelValues(name, WriteTimeout),
-			departed:     m.WriteErrors.WithLabelValues(name, WriteDeparted),
-			otherError:   m.WriteErrors.WithLabelValues(name, WriteOther),
-			SlowWrite:    m.Drops.WithLabelValues(name, CauseWriteTimeout),
-			Behind:       m.Drops.WithLabelValues(name, CauseGap),
-			Flood:        m.Drops.WithLabelValues(name, CauseFlood),
-			refused:      m.Refused,
-			name:         name,
+		byProtocol := map[string]*Transport{}
+		delivered := new(atomic.Int64)
+		for _, p := range []string{protocol.H1, protocol.H2} {
+			byProtocol[p] = &Transport{
+				Open:         m.ConnsOpen.WithLabelValues(name, p),
+				Deliveries:   m.Deliveries.WithLabelValues(name, p),
+				Bytes:        m.BytesWritten.WithLabelValues(name, p),
+				Gaps:         m.Gaps.WithLabelValues(name),
+				writeTimeout: m.WriteErrors.WithLabelValues(name, WriteTimeout),
+				departed:     m.WriteErrors.WithLabelValues(name, WriteDeparted),
+				otherError:   m.WriteErrors.WithLabelValues(name, WriteOther),
+				SlowWrite:    m.Drops.WithLabelValues(name, CauseWriteTimeout),
+				Behind:       m.Drops.WithLabelValues(name, CauseGap),
+				Flood:        m.Drops.WithLabelValues(name, CauseFlood),
+				refused:      m.Refused,
+				name:         name,
+				protocol:     p,
+				byProtocol:   byProtocol,
+				delivered:    delivered,
+			}
 		}
+		m.transports[name] = byProtocol[protocol.H1]
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ConnsOpen, m.Refused, m.Deliveries, m.BytesWritten, m.Gaps, m.WriteErrors, m.Drops, m.PollRequests,
@@ -152,12 +178,23 @@ type Transport struct {
 
 	writeTimeout, departed, otherError prometheus.Counter
 	refused                            *prometheus.CounterVec
-	name                               string
-	delivered                          atomic.Int64
+	name, protocol                     string
+	byProtocol                         map[string]*Transport // this transport's, over each protocol
+	delivered                          *atomic.Int64         // over every protocol
 }
 
-// For returns the instruments of one transport (SSE, WS or Poll).
+// For returns the instruments of one transport (SSE, WS or Poll) over
+// HTTP/1.1; Over gives those of another protocol.
 func (m *Metrics) For(transport string) *Transport { return m.transports[transport] }
+
+// Over returns the instruments of t's transport over protocol p
+// (protocol.H1 or protocol.H2, see protocol.Of).
+func (t *Transport) Over(p string) *Transport {
+	if o, ok := t.byProtocol[p]; ok {
+		return o
+	}
+	panic("metrics: unknown protocol " + p)
+}
 
 // Delivered adds n ticks written to clients.
 func (t *Transport) Delivered(n int) {
@@ -165,12 +202,14 @@ func (t *Transport) Delivered(n int) {
 	t.delivered.Add(int64(n))
 }
 
-// DeliveredTotal is the Deliveries counter, readable without allocating
-// (for benchmarks that wait on it).
+// DeliveredTotal is the Deliveries of the transport over every protocol,
+// readable without allocating (for benchmarks that wait on it).
 func (t *Transport) DeliveredTotal() int64 { return t.delivered.Load() }
 
 // Refuse counts one refused connection.
-func (t *Transport) Refuse(reason string) { t.refused.WithLabelValues(t.name, reason).Inc() }
+func (t *Transport) Refuse(reason string) {
+	t.refused.WithLabelValues(t.name, reason, t.protocol).Inc()
+}
 
 // WriteFailed counts a failed write by its cause; a write that timed out
 // is also a drop (write_timeout): the client was too slow.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/metrics"
 	"github.com/pushbench/pushbench/servers/query"
 )
 
@@ -82,17 +83,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ring := h.Feed.Ring()
+	m := h.MetricsOf(r)
 	// An answer that is ready now is read straight away; otherwise the
 	// request is held without a batch buffer, so that thousands of held
 	// polls cost only their goroutines, and read once something arrived.
 	if p.timeout > 0 && !h.ready(p.Cursor, p.Filter) {
-		release, ok := h.Take(w, writeError)
+		release, ok := h.Take(w, r, writeError)
 		if !ok {
 			return
 		}
-		h.Metrics.Open.Inc()
+		// net/http's WriteTimeout runs from the request's start: on HTTP/2
+		// it resets the stream when it passes, even with nothing being
+		// written, which would cut a poll held longer. respond sets the
+		// deadline of the answer's write.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		m.Open.Inc()
 		h.hold(r.Context(), p)
-		h.Metrics.Open.Dec()
+		m.Open.Dec()
 		release()
 	}
 	bp := h.Batches.Get().(*[]*feed.Frame)
@@ -102,7 +109,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		next = p.Cursor // nothing to answer (timeout): the cursor is unchanged
 	}
 	*bp = frames
-	h.respond(w, next, frames, gap)
+	h.respond(w, m, next, frames, gap)
 }
 
 // ready reports whether a Read after cursor would return a tick or a gap.
@@ -138,7 +145,7 @@ func (h *Handler) hold(ctx context.Context, p params) {
 	}
 }
 
-func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.Frame, gap *feed.Gap) {
+func (h *Handler) respond(w http.ResponseWriter, m *metrics.Transport, cursor uint64, frames []*feed.Frame, gap *feed.Gap) {
 	h.Requests.Inc()
 	size := 40
 	for _, f := range frames {
@@ -159,8 +166,8 @@ func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.F
 		b = feed.AppendGapJSON(append(b, `,"gap":`...), *gap)
 		// A poll's cursor is where its previous answer ended: a gap means
 		// the client came back later than the history lasts (too slow).
-		h.Metrics.Gaps.Inc()
-		h.Metrics.Behind.Inc()
+		m.Gaps.Inc()
+		m.Behind.Inc()
 	}
 	b = append(b, "}\n"...)
 	hdr := w.Header()
@@ -171,10 +178,10 @@ func (h *Handler) respond(w http.ResponseWriter, cursor uint64, frames []*feed.F
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.WriteTimeout))
 	}
 	n, err := w.Write(b)
-	h.Metrics.Bytes.Add(float64(n))
+	m.Bytes.Add(float64(n))
 	if err != nil {
-		h.Metrics.WriteFailed(err)
+		m.WriteFailed(err)
 		return
 	}
-	h.Metrics.Delivered(len(frames))
+	m.Delivered(len(frames))
 }

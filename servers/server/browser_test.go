@@ -124,9 +124,9 @@ func TestDemoPageInBrowser(t *testing.T) {
 }
 
 // startBrowser starts one headless Chromium for all subtests (each gets its
-// own tab) with a fresh profile; cleanup waits for the process to exit
-// before the profile directory is removed.
-func startBrowser(t *testing.T, exe string) context.Context {
+// own tab) with a fresh profile and extra options; cleanup waits for the
+// process to exit before the profile directory is removed.
+func startBrowser(t *testing.T, exe string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], // includes --headless, --no-first-run, --disable-sync, --disable-background-networking
 		chromedp.ExecPath(exe),
@@ -139,6 +139,7 @@ func startBrowser(t *testing.T, exe string) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 860),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancelAlloc) // runs before TempDir's cleanup: it waits for Chromium to exit
 	bctx, cancelBrowser := chromedp.NewContext(actx)

@@ -53,6 +53,9 @@ type subOpts struct {
 	resume   *uint64 // Last-Event-ID / since / cursor
 	symbols  string
 	viaQuery bool // SSE: lastEventId query instead of the header
+	// client asks for SSE and polls, wsClient makes WebSocket handshakes;
+	// nil: httpClient().
+	client, wsClient *http.Client
 }
 
 // wsUpgrade are the headers that make a GET a WebSocket handshake (the key
@@ -126,6 +129,12 @@ func subscribe(t testing.TB, base, transport string, o subOpts) *sub {
 func trySubscribe(t testing.TB, base, transport string, o subOpts) (*sub, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &sub{ch: make(chan msg, 1024), done: make(chan struct{}), cancel: cancel}
+	if o.client == nil {
+		o.client = httpClient()
+	}
+	if o.wsClient == nil {
+		o.wsClient = httpClient()
+	}
 	q := url.Values{}
 	if o.symbols != "" {
 		q.Set("symbols", o.symbols)
@@ -139,7 +148,7 @@ func trySubscribe(t testing.TB, base, transport string, o subOpts) (*sub, error)
 		if o.resume != nil && !o.viaQuery {
 			req.Header.Set("Last-Event-ID", strconv.FormatUint(*o.resume, 10))
 		}
-		resp, err := httpClient().Do(req)
+		resp, err := o.client.Do(req)
 		if ok, ret, err := s.answered(resp, err, "sse connect"); !ok {
 			return ret, err
 		}
@@ -178,7 +187,7 @@ func trySubscribe(t testing.TB, base, transport string, o subOpts) (*sub, error)
 		if o.resume != nil {
 			q.Set("since", strconv.FormatUint(*o.resume, 10))
 		}
-		c, resp, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?"+q.Encode(), &cws.DialOptions{HTTPClient: httpClient()})
+		c, resp, err := cws.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws?"+q.Encode(), &cws.DialOptions{HTTPClient: o.wsClient})
 		if err != nil {
 			if resp == nil {
 				cancel()
@@ -211,7 +220,7 @@ func trySubscribe(t testing.TB, base, transport string, o subOpts) (*sub, error)
 		if hasCursor {
 			cursor = *o.resume
 		}
-		hc := httpClient()
+		hc := o.client
 		get := func() (*http.Response, error) {
 			qq := url.Values{}
 			for k, v := range q {

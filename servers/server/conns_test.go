@@ -150,7 +150,7 @@ func TestConnectionBoundAndReserve(t *testing.T) {
 				t.Fatalf("client past the bound: %d, Retry-After %q, closed %v; want 503, 1, closed",
 					resp.StatusCode, resp.Header.Get("Retry-After"), closed)
 			}
-			if got := gaugeValue(t, m.Refused.WithLabelValues(tr, "conn_limit")); got != 1 {
+			if got := gaugeValue(t, m.Refused.WithLabelValues(tr, "conn_limit", "h1")); got != 1 {
 				t.Fatalf("refused{%s,conn_limit} = %v, want 1", tr, got)
 			}
 			if !strings.Contains(logs.String(), "conns="+strconv.Itoa(bound+1)) {
@@ -171,7 +171,7 @@ func TestConnectionBoundAndReserve(t *testing.T) {
 			if n, err := past.Read(make([]byte, 1)); !closedByPeer(err) {
 				t.Fatalf("connection past the reserve: read %d bytes, %v; want it closed", n, err)
 			}
-			if got := gaugeValue(t, m.Refused.WithLabelValues("any", "reserve_full")); got != 1 {
+			if got := gaugeValue(t, m.Refused.WithLabelValues("any", "reserve_full", "any")); got != 1 {
 				t.Fatalf("refused{any,reserve_full} = %v, want 1", got)
 			}
 			_ = silent.SetReadDeadline(time.Now().Add(server.ReserveTimeout + 5*time.Second))

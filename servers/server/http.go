@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/pushbench/pushbench/servers/answersrv"
 	"github.com/pushbench/pushbench/servers/metrics"
+	"github.com/pushbench/pushbench/servers/protocol"
 )
 
 // Defaults of Limits, doubling as flag defaults.
@@ -69,6 +71,13 @@ type Limits struct {
 // clears both at the hijack, and their handlers set their own. The write
 // timeout (Config.WriteTimeout) bounds every answer; the streaming and
 // polling handlers move it before each write.
+//
+// Config.Protocol adds TLS and HTTP/2. With TLS the returned listener
+// wraps the limiting one: the bound counts TCP connections (each holds a
+// descriptor whether or not its handshake completes), and a handshake is
+// bounded by HeaderTimeout, which net/http applies to it. HTTP/2 runs over
+// TLS by ALPN, or cleartext with prior knowledge when Protocol.H2C is set;
+// its stream refusals are counted in /metrics.
 func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listener) {
 	if lim.HeaderTimeout <= 0 {
 		lim.HeaderTimeout = DefaultHeaderTimeout
@@ -87,6 +96,9 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*tls.Conn); ok {
+				c = tc.NetConn()
+			}
 			if lc, ok := c.(*limitedConn); ok && lc.isReserve() {
 				return context.WithValue(ctx, reserveKey{}, true)
 			}
@@ -94,7 +106,23 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 		},
 		ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug),
 	}
+	p := s.cfg.Protocol
+	hs.Protocols = p.Protocols()
+	hs.HTTP2 = p.HTTP2(s.cfg.WriteTimeout, s.countH2Error)
+	if p.TLS != nil {
+		// Serve sets HTTP/2 up for a TLS listener whose config offers h2.
+		hs.TLSConfig = p.TLS.Clone()
+		return hs, tls.NewListener(l, hs.TLSConfig)
+	}
 	return hs, l
+}
+
+// countH2Error counts the HTTP/2 streams refused at the connection's
+// stream limit (net/http resets them before any handler runs).
+func (s *Server) countH2Error(errType string) {
+	if protocol.Refusal(errType) {
+		s.metrics.Refused.WithLabelValues("any", metrics.ReasonH2Streams, protocol.H2).Inc()
+	}
 }
 
 // reserveKey marks the context of a request on a reserve connection.
@@ -115,7 +143,7 @@ func (s *Server) front(next http.Handler) http.Handler {
 		if r.Context().Value(reserveKey{}) != nil {
 			w.Header().Set("Connection", "close") // give the slot back at once
 			if r.URL.Path != "/healthz" && r.URL.Path != "/metrics" {
-				s.metrics.Refused.WithLabelValues(transportOf(r.URL.Path), metrics.ReasonConnLimit).Inc()
+				s.metrics.Refused.WithLabelValues(transportOf(r.URL.Path), metrics.ReasonConnLimit, protocol.Of(r)).Inc()
 				w.Header().Set("Retry-After", "1")
 				http.Error(w, "server at capacity: "+metrics.ReasonConnLimit, http.StatusServiceUnavailable)
 				return

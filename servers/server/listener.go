@@ -66,7 +66,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		n := l.open.Add(1)
 		if l.max > 0 && n > l.max+l.reserve {
 			l.open.Add(-1)
-			l.s.metrics.Refused.WithLabelValues("any", metrics.ReasonReserveFull).Inc() // before the client can see it
+			l.s.metrics.Refused.WithLabelValues("any", metrics.ReasonReserveFull, metrics.AnyProtocol).Inc() // before the client can see it
 			l.warn(&l.warnedFull, "connection bound and its reserve are full: new connections are closed at accept")
 			_ = c.Close()
 			continue

@@ -31,6 +31,7 @@ import (
 	"github.com/pushbench/pushbench/servers/impls/host"
 	"github.com/pushbench/pushbench/servers/metrics"
 	"github.com/pushbench/pushbench/servers/poll"
+	"github.com/pushbench/pushbench/servers/protocol"
 	"github.com/pushbench/pushbench/servers/sse"
 	"github.com/pushbench/pushbench/servers/stream"
 	"github.com/pushbench/pushbench/servers/ws"
@@ -60,6 +61,9 @@ type Config struct {
 	// Answer bounds the answer workload (/answer): its Limits, MaxInFlight,
 	// MaxPerConn, Retain and Idle are used; the server sets the rest.
 	Answer answersrv.Config
+	// Protocol adds TLS and HTTP/2 to what HTTP serves; zero: plaintext
+	// HTTP/1.1.
+	Protocol protocol.Config
 }
 
 func (c *Config) defaults() {
@@ -100,7 +104,7 @@ type Server struct {
 	ctx      context.Context // canceled by Shutdown: the one shutdown signal
 	cancel   context.CancelFunc
 	stopOnce sync.Once
-	conns    sync.WaitGroup // goroutines of taken-over (SSE, WS) connections
+	conns    sync.WaitGroup // taken-over (SSE, WS) connections' goroutines, HTTP/2 streams
 	connsMu  sync.Mutex     // orders conns.Add before Shutdown's Wait
 	draining bool           // Shutdown began: goConn refuses
 	open     atomic.Int64   // admitted clients
@@ -133,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 	batches := stream.NewBatchPool(stream.DefaultMaxBatch)
 	base := func(transport string, batches *sync.Pool) endpoint.Base {
 		return endpoint.Base{Feed: f, SymbolIndex: index, WriteTimeout: cfg.WriteTimeout, Metrics: s.metrics.For(transport),
-			Admit: s.admit, Shutdown: ctx, Go: s.goConn, Batches: batches}
+			Admit: s.admit, Shutdown: ctx, Go: s.goConn, Enter: s.enter, Batches: batches}
 	}
 	// A library implementation serves its transport's path instead of ours.
 	serve := func(name string) bool { return s.service == nil && (cfg.Transport == name || cfg.Transport == "all") }
@@ -273,17 +277,27 @@ func (s *Server) Open() int64 { return s.open.Load() }
 // for; it reports false, running nothing, once Shutdown has begun (a
 // WaitGroup must not grow while it is waited on).
 func (s *Server) goConn(fn func()) bool {
-	s.connsMu.Lock()
-	defer s.connsMu.Unlock()
-	if s.draining {
+	leave, ok := s.enter()
+	if !ok {
 		return false
 	}
-	s.conns.Add(1)
 	go func() {
-		defer s.conns.Done()
+		defer leave()
 		fn()
 	}()
 	return true
+}
+
+// enter counts one stream Shutdown waits for until leave is called; it
+// reports false once Shutdown has begun.
+func (s *Server) enter() (leave func(), ok bool) {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.draining {
+		return nil, false
+	}
+	s.conns.Add(1)
+	return s.conns.Done, true
 }
 
 // Shutdown stops the feed and ends every stream: SSE streams end, WebSocket

@@ -22,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/protocol"
 	"github.com/pushbench/pushbench/servers/server"
 )
 
@@ -31,6 +32,12 @@ type testServer struct {
 	srv  *server.Server
 	hs   *httptest.Server
 	base string
+	// Set by startOver: the protocol, the clients for SSE and polls
+	// (client) and for WebSocket handshakes (h1), and closeIdle, which
+	// closes a shared client's idle connections.
+	proto      proto
+	client, h1 func() *http.Client
+	closeIdle  func()
 }
 
 func startServer(t testing.TB, cfg server.Config) *testServer {
@@ -77,9 +84,9 @@ func runServer(t testing.TB, cfg server.Config) (srv *server.Server, stop func()
 
 func ptr(v uint64) *uint64 { return &v }
 
-// subscribeMany subscribes n clients of tr, 50 at a time, and fails the
-// test unless every one was answered 200.
-func subscribeMany(t *testing.T, base, tr string, n int) []*sub {
+// subscribeMany subscribes n clients of tr, 50 at a time, with o, and
+// fails the test unless every one was answered 200.
+func subscribeMany(t *testing.T, base, tr string, n int, o subOpts) []*sub {
 	t.Helper()
 	subs := make([]*sub, n)
 	errs := make([]error, n)
@@ -89,7 +96,7 @@ func subscribeMany(t *testing.T, base, tr string, n int) []*sub {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			subs[i], errs[i] = trySubscribe(t, base, tr, subOpts{})
+			subs[i], errs[i] = trySubscribe(t, base, tr, o)
 		})
 	}
 	wg.Wait()
@@ -137,35 +144,42 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // generator's (sym, price) and byte-identical JSON across transports.
 func TestSameTicksOnEveryTransport(t *testing.T) {
 	const n = 200
-	ts := startServer(t, server.Config{Transport: "all", Feed: feed.Config{Symbols: 20}})
 	want := expected(t, testSeed, 20, n)
 	names := feed.SymbolNames(20)
 	raws := map[string][]string{}
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(0)})
-			if s.status != 200 {
-				t.Fatalf("status %d", s.status)
-			}
-			for i := 0; i < n; i++ {
-				m := s.next(t, 5*time.Second)
-				if m.gap != nil {
-					t.Fatalf("unexpected gap %+v", *m.gap)
+	for _, p := range protos {
+		ts := startOver(t, p, server.Config{Transport: "all", Feed: feed.Config{Symbols: 20}})
+		for _, tr := range p.transports() {
+			t.Run(p.name+"/"+tr, func(t *testing.T) {
+				s := subscribe(t, ts.base, tr, ts.opts(subOpts{resume: ptr(0)}))
+				if s.status != 200 {
+					t.Fatalf("status %d", s.status)
 				}
-				w := want[i]
-				if m.tick.Seq != w.Seq || m.tick.Sym != names[w.Sym] || strconv.FormatFloat(m.tick.Price, 'f', 2, 64) != priceString(w.Price) {
-					t.Fatalf("tick %d = %s, want seq %d %s %s", i, m.raw, w.Seq, names[w.Sym], priceString(w.Price))
+				for i := 0; i < n; i++ {
+					m := s.next(t, 5*time.Second)
+					if m.gap != nil {
+						t.Fatalf("unexpected gap %+v", *m.gap)
+					}
+					w := want[i]
+					if m.tick.Seq != w.Seq || m.tick.Sym != names[w.Sym] || strconv.FormatFloat(m.tick.Price, 'f', 2, 64) != priceString(w.Price) {
+						t.Fatalf("tick %d = %s, want seq %d %s %s", i, m.raw, w.Seq, names[w.Sym], priceString(w.Price))
+					}
+					w.TS = m.tick.TS
+					if got := string(feed.AppendJSON(nil, w, names[w.Sym])); got != m.raw {
+						t.Fatalf("tick JSON %s, want %s", m.raw, got)
+					}
+					raws[p.name+"/"+tr] = append(raws[p.name+"/"+tr], m.raw)
 				}
-				w.TS = m.tick.TS
-				if got := string(feed.AppendJSON(nil, w, names[w.Sym])); got != m.raw {
-					t.Fatalf("tick JSON %s, want %s", m.raw, got)
-				}
-				raws[tr] = append(raws[tr], m.raw)
-			}
-		})
+			})
+		}
 	}
-	if !slices.Equal(raws["sse"], raws["ws"]) || !slices.Equal(raws["sse"], raws["poll"]) {
-		t.Errorf("transports sent different bytes for the same ticks")
+	// Each protocol has its server, whose start stamps the ticks' ts: the
+	// bytes compare within one server.
+	for k, v := range raws {
+		p, _, _ := strings.Cut(k, "/")
+		if !slices.Equal(raws[p+"/sse"], v) {
+			t.Errorf("%s sent other bytes for the same ticks than %s/sse", k, p)
+		}
 	}
 }
 
@@ -176,52 +190,57 @@ func TestResume(t *testing.T) {
 		name, transport string
 		viaQuery        bool
 	}{{"sse/Last-Event-ID", "sse", false}, {"sse/lastEventId", "sse", true}, {"ws/since", "ws", false}, {"poll/cursor", "poll", false}}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ts := startServer(t, server.Config{Transport: tc.transport})
-			s := subscribe(t, ts.base, tc.transport, subOpts{resume: ptr(0)})
-			var last uint64
-			for range 20 {
-				last = s.next(t, 5*time.Second).tick.Seq
+	for _, p := range protos {
+		for _, tc := range cases {
+			if p.h2 && tc.transport == "ws" {
+				continue
 			}
-			s.close()
-			// Let the feed move on, so that the resume replays from history.
-			waitFor(t, 5*time.Second, "feed to move on", func() bool { return ts.srv.Feed().Ring().Newest() > last+50 })
-			s2 := subscribe(t, ts.base, tc.transport, subOpts{resume: ptr(last), viaQuery: tc.viaQuery})
-			for i := range 100 {
-				m := s2.next(t, 5*time.Second)
-				if m.gap != nil || m.tick.Seq != last+1+uint64(i) {
-					t.Fatalf("after resume at %d: message %d is %q, want seq %d", last, i, m.raw, last+1+uint64(i))
+			t.Run(p.name+"/"+tc.name, func(t *testing.T) {
+				ts := startOver(t, p, server.Config{Transport: tc.transport})
+				s := subscribe(t, ts.base, tc.transport, ts.opts(subOpts{resume: ptr(0)}))
+				var last uint64
+				for range 20 {
+					last = s.next(t, 5*time.Second).tick.Seq
 				}
-			}
-		})
+				s.close()
+				// Let the feed move on, so that the resume replays from history.
+				waitFor(t, 5*time.Second, "feed to move on", func() bool { return ts.srv.Feed().Ring().Newest() > last+50 })
+				s2 := subscribe(t, ts.base, tc.transport, ts.opts(subOpts{resume: ptr(last), viaQuery: tc.viaQuery}))
+				for i := range 100 {
+					m := s2.next(t, 5*time.Second)
+					if m.gap != nil || m.tick.Seq != last+1+uint64(i) {
+						t.Fatalf("after resume at %d: message %d is %q, want seq %d", last, i, m.raw, last+1+uint64(i))
+					}
+				}
+			})
+		}
 	}
 }
 
 // TestResumeBeyondNewest: a resume point from an earlier run of the server
 // waits for the feed to reach it and then continues after it.
 func TestResumeBeyondNewest(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			ts := startServer(t, server.Config{Transport: tr})
+	forEach(t, func(t *testing.T, p proto, tr string) {
+		{
+			ts := startOver(t, p, server.Config{Transport: tr})
 			from := ts.srv.Feed().Ring().Newest() + 300
-			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(from)})
+			s := subscribe(t, ts.base, tr, ts.opts(subOpts{resume: ptr(from)}))
 			for i := range 10 {
 				if m := s.next(t, 5*time.Second); m.gap != nil || m.tick.Seq != from+1+uint64(i) {
 					t.Fatalf("message %d is %q, want seq %d", i, m.raw, from+1+uint64(i))
 				}
 			}
-		})
-	}
+		}
+	})
 }
 
 // TestGapSignal resumes from a point the small history no longer holds.
 func TestGapSignal(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			ts := startServer(t, server.Config{Transport: tr, Feed: feed.Config{History: 16, Rate: 1000}})
+	forEach(t, func(t *testing.T, p proto, tr string) {
+		{
+			ts := startOver(t, p, server.Config{Transport: tr, Feed: feed.Config{History: 16, Rate: 1000}})
 			waitFor(t, 5*time.Second, "100 ticks", func() bool { return ts.srv.Feed().Ring().Newest() > 100 })
-			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(5)})
+			s := subscribe(t, ts.base, tr, ts.opts(subOpts{resume: ptr(5)}))
 			m := s.next(t, 5*time.Second)
 			if m.gap == nil || m.gap.From != 6 || m.gap.To <= 85 {
 				t.Fatalf("first message %q, want a gap from 6 to past 85", m.raw)
@@ -236,11 +255,11 @@ func TestGapSignal(t *testing.T) {
 			if tr == "poll" {
 				want = 1
 			}
-			if got := scrape(t, ts.base, "pushbench_drops_total", `cause="gap",transport="`+tr+`"`); got != want {
+			if got := ts.scrape(t, "pushbench_drops_total", `cause="gap",transport="`+tr+`"`); got != want {
 				t.Errorf("drops_total{cause=gap} = %v after a resume gap, want %v", got, want)
 			}
-		})
-	}
+		}
+	})
 }
 
 func TestSymbolFilter(t *testing.T) {
@@ -253,18 +272,16 @@ func TestSymbolFilter(t *testing.T) {
 			wantSeqs = append(wantSeqs, w.Seq)
 		}
 	}
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			ts := startServer(t, server.Config{Transport: tr, Feed: feed.Config{Symbols: symbols, Rate: 2000}})
-			s := subscribe(t, ts.base, tr, subOpts{resume: ptr(0), symbols: "MSFT,TSLA"})
-			for i := range 60 {
-				m := s.next(t, 5*time.Second)
-				if m.gap != nil || m.tick.Seq != wantSeqs[i] || (m.tick.Sym != "MSFT" && m.tick.Sym != "TSLA") {
-					t.Fatalf("message %d is %q, want seq %d (MSFT or TSLA)", i, m.raw, wantSeqs[i])
-				}
+	forEach(t, func(t *testing.T, p proto, tr string) {
+		ts := startOver(t, p, server.Config{Transport: tr, Feed: feed.Config{Symbols: symbols, Rate: 2000}})
+		s := subscribe(t, ts.base, tr, ts.opts(subOpts{resume: ptr(0), symbols: "MSFT,TSLA"}))
+		for i := range 60 {
+			m := s.next(t, 5*time.Second)
+			if m.gap != nil || m.tick.Seq != wantSeqs[i] || (m.tick.Sym != "MSFT" && m.tick.Sym != "TSLA") {
+				t.Fatalf("message %d is %q, want seq %d (MSFT or TSLA)", i, m.raw, wantSeqs[i])
 			}
-		})
-	}
+		}
+	})
 }
 
 func TestBadInputIs400(t *testing.T) {
@@ -370,25 +387,32 @@ func TestOtherTransportsPathsAre404(t *testing.T) {
 }
 
 func TestSSEWireFormat(t *testing.T) {
-	ts := startServer(t, server.Config{Transport: "sse", Retry: 1500 * time.Millisecond, Heartbeat: 50 * time.Millisecond,
-		Feed: feed.Config{Rate: 1}})
-	resp, err := httpClient().Get(ts.base + "/sse?symbols=AAPL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	for k, v := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
-		if got := resp.Header.Get(k); got != v {
-			t.Errorf("%s = %q, want %q", k, got, v)
-		}
-	}
-	br := bufio.NewReader(resp.Body)
-	head := make([]byte, len("retry: 1500\n\n: ping\n\n"))
-	if _, err := io.ReadFull(br, head); err != nil {
-		t.Fatal(err)
-	}
-	if string(head) != "retry: 1500\n\n: ping\n\n" {
-		t.Fatalf("stream starts %q, want the retry hint then a heartbeat", head)
+	for _, p := range protos {
+		t.Run(p.name, func(t *testing.T) {
+			ts := startOver(t, p, server.Config{Transport: "sse", Retry: 1500 * time.Millisecond, Heartbeat: 50 * time.Millisecond,
+				Feed: feed.Config{Rate: 1}})
+			resp, err := ts.client().Get(ts.base + "/sse?symbols=AAPL")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if want := map[bool]int{false: 1, true: 2}[p.h2]; resp.ProtoMajor != want {
+				t.Errorf("answered over %s, want HTTP/%d", resp.Proto, want)
+			}
+			for k, v := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+			br := bufio.NewReader(resp.Body)
+			head := make([]byte, len("retry: 1500\n\n: ping\n\n"))
+			if _, err := io.ReadFull(br, head); err != nil {
+				t.Fatal(err)
+			}
+			if string(head) != "retry: 1500\n\n: ping\n\n" {
+				t.Fatalf("stream starts %q, want the retry hint then a heartbeat", head)
+			}
+		})
 	}
 }
 
@@ -462,87 +486,87 @@ func TestStalledClientDoesNotDelayOthers(t *testing.T) {
 // TestGoroutinesReturnToIdle: 500 clients connect and leave; the server
 // goes back to its idle goroutine count and releases every slot.
 func TestGoroutinesReturnToIdle(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			// A slow feed: 500 clients under the race detector on a shared
-			// 2-core machine must not saturate the server.
-			ts := startServer(t, server.Config{Transport: tr, Feed: feed.Config{Rate: 20}})
-			idle := runtime.NumGoroutine()
-			t0 := time.Now()
-			defer func() { t.Logf("total %v", time.Since(t0)) }()
-			subs := subscribeMany(t, ts.base, tr, 500)
-			if tr != "poll" {
-				waitFor(t, time.Minute, "500 open", func() bool { return ts.srv.Open() == 500 })
-			}
-			t.Logf("subscribed %v", time.Since(t0))
-			for _, s := range subs {
-				s.next(t, time.Minute)
-			}
-			t.Logf("received %v", time.Since(t0))
-			var wg sync.WaitGroup
-			for _, s := range subs {
-				wg.Go(s.close)
-			}
-			wg.Wait()
-			t.Logf("closed %v", time.Since(t0))
-			waitFor(t, time.Minute, "slots released", func() bool { return ts.srv.Open() == 0 })
-			var now int
-			waitFor(t, time.Minute, "idle goroutine count", func() bool {
-				now = runtime.NumGoroutine()
-				return now <= idle
-			})
-		})
-	}
+	forEach(t, func(t *testing.T, p proto, tr string) {
+		n := 500
+		if p.name != "h1" {
+			n = 100 // the same code paths; fewer handshakes on a shared machine
+		}
+		// A slow feed: 500 clients under the race detector on a shared
+		// 2-core machine must not saturate the server.
+		ts := startOver(t, p, server.Config{Transport: tr, Feed: feed.Config{Rate: 20}})
+		idle := runtime.NumGoroutine()
+		t0 := time.Now()
+		defer func() { t.Logf("total %v", time.Since(t0)) }()
+		subs := subscribeMany(t, ts.base, tr, n, ts.opts(subOpts{}))
+		if tr != "poll" {
+			waitFor(t, time.Minute, "every client open", func() bool { return ts.srv.Open() == int64(n) })
+		}
+		t.Logf("subscribed %v", time.Since(t0))
+		for _, s := range subs {
+			s.next(t, time.Minute)
+		}
+		t.Logf("received %v", time.Since(t0))
+		var wg sync.WaitGroup
+		for _, s := range subs {
+			wg.Go(s.close)
+		}
+		wg.Wait()
+		t.Logf("closed %v", time.Since(t0))
+		waitFor(t, time.Minute, "slots released", func() bool { return ts.srv.Open() == 0 })
+		if ts.closeIdle != nil {
+			ts.closeIdle() // the HTTP/2 connections the streams were on
+		}
+		waitFor(t, time.Minute, "idle goroutine count", func() bool { return runtime.NumGoroutine() <= idle })
+	})
 }
 
 func TestShutdown(t *testing.T) {
-	t.Run("sse", func(t *testing.T) {
-		ts := startServer(t, server.Config{Transport: "sse"})
-		s := subscribe(t, ts.base, "sse", subOpts{})
-		s.next(t, 5*time.Second)
-		go ts.srv.Shutdown(context.Background())
-		if err, ok := s.ended(5 * time.Second); !ok || err != io.EOF {
-			t.Fatalf("stream did not end cleanly on shutdown: ended=%v err=%v", ok, err)
-		}
-	})
-	t.Run("ws", func(t *testing.T) {
-		ts := startServer(t, server.Config{Transport: "ws"})
-		s := subscribe(t, ts.base, "ws", subOpts{})
-		s.next(t, 5*time.Second)
-		go ts.srv.Shutdown(context.Background())
-		if _, ok := s.ended(5 * time.Second); !ok || s.closeCode != websocket.CloseGoingAway {
-			t.Fatalf("close code %d (ended %v), want 1001", s.closeCode, ok)
-		}
-	})
-	t.Run("poll", func(t *testing.T) {
-		ts := startServer(t, server.Config{Transport: "poll"})
-		cursor := ts.srv.Feed().Ring().Newest() + 1_000_000 // nothing for a long time: the poll is held
-		type answer struct {
-			status int
-			body   string
-			err    error
-		}
-		got := make(chan answer, 1)
-		go func() {
-			resp, err := httpClient().Get(fmt.Sprintf("%s/poll?cursor=%d&timeout=60s", ts.base, cursor))
-			if err != nil {
-				got <- answer{err: err}
-				return
+	forEach(t, func(t *testing.T, p proto, tr string) {
+		ts := startOver(t, p, server.Config{Transport: tr})
+		switch tr {
+		case "sse":
+			s := subscribe(t, ts.base, "sse", ts.opts(subOpts{}))
+			s.next(t, 5*time.Second)
+			go ts.srv.Shutdown(context.Background())
+			if err, ok := s.ended(5 * time.Second); !ok || err != io.EOF {
+				t.Fatalf("stream did not end cleanly on shutdown: ended=%v err=%v", ok, err)
 			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			got <- answer{resp.StatusCode, string(b), err}
-		}()
-		waitFor(t, 5*time.Second, "poll held", func() bool { return ts.srv.Open() == 1 })
-		go ts.srv.Shutdown(context.Background())
-		select {
-		case a := <-got:
-			want := fmt.Sprintf(`{"cursor":%d,"ticks":[]}`+"\n", cursor)
-			if a.err != nil || a.status != 200 || a.body != want {
-				t.Fatalf("held poll answered %d %q %v, want 200 %q", a.status, a.body, a.err, want)
+		case "ws":
+			s := subscribe(t, ts.base, "ws", ts.opts(subOpts{}))
+			s.next(t, 5*time.Second)
+			go ts.srv.Shutdown(context.Background())
+			if _, ok := s.ended(5 * time.Second); !ok || s.closeCode != websocket.CloseGoingAway {
+				t.Fatalf("close code %d (ended %v), want 1001", s.closeCode, ok)
 			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("held poll not answered on shutdown")
+		case "poll":
+			cursor := ts.srv.Feed().Ring().Newest() + 1_000_000 // nothing for a long time: the poll is held
+			type answer struct {
+				status int
+				body   string
+				err    error
+			}
+			got := make(chan answer, 1)
+			go func() {
+				resp, err := ts.client().Get(fmt.Sprintf("%s/poll?cursor=%d&timeout=60s", ts.base, cursor))
+				if err != nil {
+					got <- answer{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				got <- answer{resp.StatusCode, string(b), err}
+			}()
+			waitFor(t, 5*time.Second, "poll held", func() bool { return ts.srv.Open() == 1 })
+			go ts.srv.Shutdown(context.Background())
+			select {
+			case a := <-got:
+				want := fmt.Sprintf(`{"cursor":%d,"ticks":[]}`+"\n", cursor)
+				if a.err != nil || a.status != 200 || a.body != want {
+					t.Fatalf("held poll answered %d %q %v, want 200 %q", a.status, a.body, a.err, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("held poll not answered on shutdown")
+			}
 		}
 	})
 }
@@ -555,7 +579,7 @@ func TestShutdownClosesEveryWebSocket(t *testing.T) {
 	// and a client whose buffer is full stops reading (and would miss the
 	// close frame) on a machine slow enough to take minutes.
 	ts := startServer(t, server.Config{Transport: "ws", Feed: feed.Config{Rate: 1}})
-	subs := subscribeMany(t, ts.base, "ws", n)
+	subs := subscribeMany(t, ts.base, "ws", n, subOpts{})
 	waitFor(t, time.Minute, "every client open", func() bool { return ts.srv.Open() == n })
 	if err := ts.srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
@@ -577,7 +601,18 @@ func TestShutdownClosesEveryWebSocket(t *testing.T) {
 // and fails the test if it is absent.
 func scrape(t testing.TB, base, name, labels string) float64 {
 	t.Helper()
-	resp, err := httpClient().Get(base + "/metrics")
+	return scrapeWith(t, httpClient(), base, name, labels)
+}
+
+// scrape is scrape over ts's protocol.
+func (ts *testServer) scrape(t testing.TB, name, labels string) float64 {
+	t.Helper()
+	return scrapeWith(t, ts.client(), ts.base, name, labels)
+}
+
+func scrapeWith(t testing.TB, c *http.Client, base, name, labels string) float64 {
+	t.Helper()
+	resp, err := c.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,13 +705,13 @@ func TestSlowClientDrops(t *testing.T) {
 
 // TestMaxConns: past -max-conns a client gets 503 and the refusal is counted.
 func TestMaxConns(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			ts := startServer(t, server.Config{Transport: tr, MaxConns: 2})
+	forEach(t, func(t *testing.T, p proto, tr string) {
+		{
+			ts := startOver(t, p, server.Config{Transport: tr, MaxConns: 2})
 			far := ts.srv.Feed().Ring().Newest() + 1_000_000 // keeps polls held
 			for range 2 {
 				if tr != "poll" {
-					subscribe(t, ts.base, tr, subOpts{resume: ptr(far)})
+					subscribe(t, ts.base, tr, ts.opts(subOpts{resume: ptr(far)}))
 					continue
 				}
 				// A poll that waits for a far cursor is held until canceled.
@@ -686,14 +721,20 @@ func TestMaxConns(t *testing.T) {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/poll?cursor=%d&timeout=60s", ts.base, far), nil)
 				go func() {
 					defer close(done)
-					if resp, err := httpClient().Do(req); err == nil {
+					if resp, err := ts.client().Do(req); err == nil {
 						resp.Body.Close()
 					}
 				}()
 			}
 			waitFor(t, 5*time.Second, "2 admitted", func() bool { return ts.srv.Open() == 2 })
 			path := map[string]string{"sse": "/sse", "ws": "/ws", "poll": "/poll?timeout=10s"}[tr]
-			resp, err := httpClient().Do(newGet(context.Background(), ts.base, path))
+			client, label := ts.client(), protocol.H1
+			if tr == "ws" {
+				client = ts.h1()
+			} else if p.h2 {
+				label = protocol.H2
+			}
+			resp, err := client.Do(newGet(context.Background(), ts.base, path))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -702,14 +743,14 @@ func TestMaxConns(t *testing.T) {
 				t.Fatalf("third client: status %d, want 503", resp.StatusCode)
 			}
 			var m dto.Metric
-			if err := ts.srv.Metrics().Refused.WithLabelValues(tr, "max_conns").Write(&m); err != nil {
+			if err := ts.srv.Metrics().Refused.WithLabelValues(tr, "max_conns", label).Write(&m); err != nil {
 				t.Fatal(err)
 			}
 			if refused := m.GetCounter().GetValue(); refused != 1 {
 				t.Fatalf("refused counter %v, want 1", refused)
 			}
-		})
-	}
+		}
+	})
 }
 
 // TestWebSocketPongKeepsWriteTimeout: a client that stops reading but sends

@@ -6,20 +6,35 @@
 // head and the retry hint, and runs the shared stream loop in a goroutine of
 // its own, the connection's only writer: each batch of pre-built event bytes
 // goes out in one writev with a write deadline. A second goroutine reads, to
-// notice at once when the client leaves. The server speaks HTTP/1.1 only;
-// a connection that cannot be taken over (HTTP/2) gets 505.
+// notice at once when the client leaves.
+//
+// Over TLS the taken-over connection is the *tls.Conn, and a batch is joined
+// into one buffer before it meets TLS, so that it becomes one record, not
+// one per tick (see stream.Writev).
+//
+// An HTTP/2 stream cannot be taken over: it is one of many on its
+// connection. It is streamed on net/http's handler goroutine, the stream's
+// only writer, through http.ResponseController: each batch is one Write
+// and one Flush under a write deadline, which is cleared after the flush
+// because HTTP/2 resets a stream whose deadline passes even while nothing
+// is being written. The bytes, resume, gaps, heartbeats, shutdown and
+// slow-client policy are the same on both paths: both run stream.Run.
 package sse
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/pushbench/pushbench/servers/endpoint"
 	"github.com/pushbench/pushbench/servers/feed"
+	"github.com/pushbench/pushbench/servers/metrics"
 	"github.com/pushbench/pushbench/servers/stream"
 )
 
@@ -36,7 +51,7 @@ type Handler struct {
 	Retry     time.Duration
 	Heartbeat time.Duration
 
-	iovecs sync.Pool // *net.Buffers for stream.Writev
+	scratch sync.Pool // *stream.Scratch for stream.Writev
 }
 
 // ServeHTTP validates the request, then streams until the client leaves, a
@@ -52,7 +67,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	release, ok := h.Take(w, endpoint.HTTPError)
+	release, ok := h.Take(w, r, endpoint.HTTPError)
 	if !ok {
 		return
 	}
@@ -67,10 +82,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	retry := "retry: " + strconv.FormatInt(h.Retry.Milliseconds(), 10) + "\n\n"
 	cfg := stream.Config{Ring: h.Feed.Ring(), Cursor: req.Cursor, Filter: req.Filter,
-		KeepAlive: h.Heartbeat, Metrics: h.Metrics, Batches: h.Batches}
-	if !h.serveHijacked(w, retry, cfg, release) {
-		release()
-		http.Error(w, "event streams are served over HTTP/1.1 only", http.StatusHTTPVersionNotSupported)
+		KeepAlive: h.Heartbeat, Metrics: h.MetricsOf(r), Batches: h.Batches}
+	if r.ProtoMajor == 1 && h.serveHijacked(w, retry, cfg, release) {
+		return
+	}
+	h.serveStream(w, r, retry, cfg, release)
+}
+
+// serveStream streams on the handler's goroutine (HTTP/2), until the client
+// resets the stream, a write fails or the server shuts down.
+func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, retry string, cfg stream.Config, release func()) {
+	sw := &streamed{w: w, rc: http.NewResponseController(w), timeout: h.WriteTimeout, scratch: &h.scratch}
+	ok := h.Serve(r, release, func(ctx context.Context) {
+		sw.ctx = ctx
+		hdr := w.Header()
+		hdr.Set("Content-Type", "text/event-stream")
+		hdr.Set("Cache-Control", "no-cache")
+		hdr.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		n, err := sw.write(func() (int, error) { return io.WriteString(w, retry) })
+		cfg.Metrics.Bytes.Add(float64(n))
+		if err != nil {
+			cfg.Metrics.WriteFailed(err)
+			return
+		}
+		_ = stream.Run(ctx, cfg, sw)
+	})
+	if !ok {
+		http.Error(w, "server at capacity: "+metrics.ReasonShutdown, http.StatusServiceUnavailable)
 	}
 }
 
@@ -87,19 +126,20 @@ const responseHead = "HTTP/1.1 200 OK\r\n" +
 // for WebSocket, so that net/http's per-connection goroutine, its 4 KiB read
 // and write buffers and its chunk buffer are released: an idle stream then
 // costs a writer and a reader goroutine and the socket. It reports false
-// when the connection cannot be hijacked (HTTP/2).
+// when the connection cannot be hijacked.
 func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.Config, release func()) bool {
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return false
 	}
 	_ = brw // its buffers are dropped; a GET stream has no body to read
-	hw := &hijacked{nc: nc, timeout: h.WriteTimeout, iovecs: &h.iovecs}
+	hw := &hijacked{nc: nc, timeout: h.WriteTimeout, scratch: &h.scratch}
 	h.Start(release, func() { nc.Close() }, func(ctx context.Context, cancel context.CancelFunc) {
 		readerDone := make(chan struct{})
+		var err error // the stream's write error
 		defer func() {
 			cancel()
-			nc.Close()
+			_ = stream.Close(nc, err != nil)
 			<-readerDone
 		}()
 		go func() { // the reader notices at once when the client goes away
@@ -112,13 +152,14 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 				}
 			}
 		}()
-		n, err := hw.write([]byte(responseHead + retry))
-		h.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
+		var n int
+		n, err = hw.write([]byte(responseHead + retry))
+		cfg.Metrics.Bytes.Add(float64(max(n-len(responseHead), 0)))
 		if err != nil {
-			h.Metrics.WriteFailed(err)
+			cfg.Metrics.WriteFailed(err)
 			return
 		}
-		_ = stream.Run(ctx, cfg, hw)
+		err = stream.Run(ctx, cfg, hw)
 	})
 	return true
 }
@@ -128,7 +169,7 @@ func (h *Handler) serveHijacked(w http.ResponseWriter, retry string, cfg stream.
 type hijacked struct {
 	nc      net.Conn
 	timeout time.Duration
-	iovecs  *sync.Pool // *net.Buffers, shared by the handler's streams
+	scratch *sync.Pool // *stream.Scratch, shared by the handler's streams
 	gapBuf  []byte
 }
 
@@ -152,7 +193,7 @@ func (hw *hijacked) WriteFrames(frames []*feed.Frame) (int, error) {
 	if err := hw.deadline(); err != nil {
 		return 0, err
 	}
-	return stream.Writev(hw.nc, hw.iovecs, frames, sseEvent)
+	return stream.Writev(hw.nc, hw.scratch, frames, sseEvent)
 }
 
 func sseEvent(f *feed.Frame) []byte { return f.SSE }
@@ -166,6 +207,62 @@ func (hw *hijacked) WriteGap(g feed.Gap) (int, error) {
 const heartbeat = ": ping\n\n"
 
 func (hw *hijacked) KeepAlive() (int, error) { return hw.write([]byte(heartbeat)) }
+
+// streamed writes SSE bytes to a ResponseWriter (an HTTP/2 stream): one
+// Write and one Flush per batch under a write deadline.
+type streamed struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	ctx     context.Context // ends when the client goes away or at shutdown
+	timeout time.Duration
+	scratch *sync.Pool // *stream.Scratch, shared by the handler's streams
+	gapBuf  []byte
+}
+
+var _ stream.Writer = (*streamed)(nil)
+
+// write runs fn, writes to w, then flushes, under the write deadline. An
+// HTTP/2 stream whose deadline passes is reset and its writes fail with
+// "stream closed": such a failure is reported as os.ErrDeadlineExceeded
+// (a slow client), and one after the client left as net.ErrClosed, so
+// that /metrics tells them apart as on HTTP/1.1.
+func (sw *streamed) write(fn func() (int, error)) (int, error) {
+	var deadline time.Time
+	if sw.timeout > 0 {
+		deadline = time.Now().Add(sw.timeout)
+		if err := sw.rc.SetWriteDeadline(deadline); err != nil {
+			return 0, fmt.Errorf("sse: set write deadline: %w", err)
+		}
+	}
+	n, err := fn()
+	if err == nil {
+		err = sw.rc.Flush()
+	}
+	if err == nil && sw.timeout > 0 {
+		err = sw.rc.SetWriteDeadline(time.Time{})
+	}
+	switch {
+	case err == nil:
+	case !deadline.IsZero() && !time.Now().Before(deadline):
+		err = fmt.Errorf("sse: %w: %w", os.ErrDeadlineExceeded, err)
+	case sw.ctx.Err() != nil:
+		err = fmt.Errorf("sse: %w: %w", net.ErrClosed, err)
+	}
+	return n, err
+}
+
+func (sw *streamed) WriteFrames(frames []*feed.Frame) (int, error) {
+	return sw.write(func() (int, error) { return stream.Writev(sw.w, sw.scratch, frames, sseEvent) })
+}
+
+func (sw *streamed) WriteGap(g feed.Gap) (int, error) {
+	sw.gapBuf = appendGap(sw.gapBuf[:0], g)
+	return sw.write(func() (int, error) { return sw.w.Write(sw.gapBuf) })
+}
+
+func (sw *streamed) KeepAlive() (int, error) {
+	return sw.write(func() (int, error) { return io.WriteString(sw.w, heartbeat) })
+}
 
 func appendGap(b []byte, g feed.Gap) []byte {
 	b = feed.AppendGapJSON(append(b, "event: gap\ndata: "...), g)

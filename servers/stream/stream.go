@@ -14,9 +14,11 @@ package stream
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pushbench/pushbench/servers/feed"
@@ -154,25 +156,68 @@ func drain(cfg Config, cursor *uint64, maxBatch int, w Writer) (int, error) {
 	return writes, nil
 }
 
-// Writev writes wire(f) for every frame of the batch with one writev. The
-// slice of slices is borrowed from iovecs (a zero sync.Pool will do), so that
-// an idle connection holds none. The caller sets the write deadline.
-func Writev(w io.Writer, iovecs *sync.Pool, frames []*feed.Frame, wire func(*feed.Frame) []byte) (int, error) {
-	bp, _ := iovecs.Get().(*net.Buffers)
-	if bp == nil {
-		bp = new(net.Buffers)
+// Writev writes wire(f) for every frame of the batch in one call to w. On a
+// socket (a conn with SyscallConn, such as *net.TCPConn) that is one writev
+// of the frames' own bytes. Anything else, a *tls.Conn or an HTTP/2
+// stream's ResponseWriter, would take a net.Buffers one Write per element,
+// so one TLS record (22-29 bytes of overhead, and a syscall) per tick: the
+// batch is joined into one buffer first and written once. The scratch
+// space is borrowed from scratch (a zero sync.Pool will do), so that an
+// idle connection holds none. The caller sets the write deadline.
+func Writev(w io.Writer, scratch *sync.Pool, frames []*feed.Frame, wire func(*feed.Frame) []byte) (int, error) {
+	sp, _ := scratch.Get().(*Scratch)
+	if sp == nil {
+		sp = new(Scratch)
 	}
-	bufs := (*bp)[:0]
+	defer scratch.Put(sp)
+	if _, ok := w.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	}); !ok {
+		b := sp.joined[:0]
+		for _, f := range frames {
+			b = append(b, wire(f)...)
+		}
+		n, err := w.Write(b)
+		// A batch is bounded (MaxBatch ticks), but a rare large one is not
+		// worth keeping in every pooled buffer.
+		if cap(b) <= maxKeptJoined {
+			sp.joined = b[:0]
+		}
+		return n, err
+	}
+	bufs := sp.bufs[:0]
 	for _, f := range frames {
 		bufs = append(bufs, wire(f))
 	}
 	// WriteTo advances its receiver: write through the pooled pointer (a
 	// local's address would escape, one allocation per batch) and keep the
 	// full slice to reuse.
-	*bp = bufs
-	n, err := bp.WriteTo(w)
+	sp.bufs = bufs
+	n, err := sp.bufs.WriteTo(w)
 	clear(bufs) // pin no frames in the pool
-	*bp = bufs[:0]
-	iovecs.Put(bp)
+	sp.bufs = bufs[:0]
 	return int(n), err
+}
+
+// Close closes a taken-over connection. After a failed write a *tls.Conn
+// is closed beneath TLS: tls.Conn.Close would first send a close_notify
+// alert under a write deadline of its own, 5 s, and the peer that made the
+// write fail (stalled, or gone) would hold the connection's goroutines and
+// slot that long, and a shutdown past its bound. A clean end sends the
+// alert, which a peer that reads takes at once.
+func Close(c net.Conn, writeFailed bool) error {
+	if tc, ok := c.(*tls.Conn); ok && writeFailed {
+		return tc.NetConn().Close()
+	}
+	return c.Close()
+}
+
+// maxKeptJoined is the largest joined batch buffer kept for reuse.
+const maxKeptJoined = 64 << 10
+
+// Scratch is Writev's borrowed space: the slice of slices of a writev, or
+// the buffer a batch is joined into.
+type Scratch struct {
+	bufs   net.Buffers
+	joined []byte
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -45,6 +46,7 @@ type sock struct {
 	mu      sync.Mutex
 	timeout time.Duration // deadline of every write; 0: none
 	err     error         // first write error, or errCloseSent
+	failed  atomic.Bool   // a write failed: Close skips TLS's close_notify
 }
 
 // write runs fn, a write to the raw socket, under the lock and the deadline,
@@ -66,6 +68,7 @@ func (s *sock) write(closes bool, fn func(net.Conn) (int, error)) (int, error) {
 	switch {
 	case err != nil:
 		s.err = err
+		s.failed.Store(true)
 	case closes:
 		s.err = errCloseSent
 	}
@@ -80,9 +83,9 @@ func (s *sock) Write(b []byte) (int, error) {
 }
 
 // writeFrames writes a batch of pre-built tick frames; on a TCP socket
-// net.Buffers makes it one writev.
-func (s *sock) writeFrames(iovecs *sync.Pool, frames []*feed.Frame) (int, error) {
-	return s.write(false, func(c net.Conn) (int, error) { return stream.Writev(c, iovecs, frames, wsFrame) })
+// net.Buffers makes it one writev, on TLS one record (see stream.Writev).
+func (s *sock) writeFrames(scratch *sync.Pool, frames []*feed.Frame) (int, error) {
+	return s.write(false, func(c net.Conn) (int, error) { return stream.Writev(c, scratch, frames, wsFrame) })
 }
 
 // setTimeout changes the deadline of later writes (shorter for the closing
@@ -92,6 +95,10 @@ func (s *sock) setTimeout(d time.Duration) {
 	s.timeout = d
 	s.mu.Unlock()
 }
+
+// Close closes the socket without taking the lock, so that it unblocks a
+// stuck write; after a failed write, beneath TLS (see stream.Close).
+func (s *sock) Close() error { return stream.Close(s.Conn, s.failed.Load()) }
 
 // SetWriteDeadline ignores gorilla's deadlines: the sock sets its own on
 // every write, under the lock, so that none overwrites another's.

@@ -84,7 +84,7 @@ type Handler struct {
 
 	once     sync.Once
 	upgrader websocket.Upgrader
-	iovecs   sync.Pool // *net.Buffers for stream.Writev
+	scratch  sync.Pool // *stream.Scratch for stream.Writev
 }
 
 func (h *Handler) init() {
@@ -129,6 +129,13 @@ func sameOrigin(origin, host string) bool {
 // its reader and writer goroutines.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
+	if r.ProtoMajor != 1 {
+		// gorilla does not do WebSocket over HTTP/2 (RFC 8441), and net/http
+		// does not announce it (SETTINGS_ENABLE_CONNECT_PROTOCOL), so a
+		// browser upgrades over HTTP/1.1; this request cannot upgrade at all.
+		http.Error(w, "WebSocket needs HTTP/1.1: this server does not do WebSocket over HTTP/2 (RFC 8441)", http.StatusBadRequest)
+		return
+	}
 	req, err := h.Parse(r, "", "since")
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -138,7 +145,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this endpoint needs a WebSocket upgrade", http.StatusBadRequest)
 		return
 	}
-	release, ok := h.Take(w, endpoint.HTTPError)
+	release, ok := h.Take(w, r, endpoint.HTTPError)
 	if !ok {
 		return
 	}
@@ -269,7 +276,7 @@ func (cn *conn) write(ctx context.Context, cfg stream.Config) {
 // WriteFrames writes the batch's pre-built frames with one writev through
 // the sock, which sets the write deadline.
 func (cn *conn) WriteFrames(frames []*feed.Frame) (int, error) {
-	return cn.sock.writeFrames(&cn.h.iovecs, frames)
+	return cn.sock.writeFrames(&cn.h.scratch, frames)
 }
 
 func wsFrame(f *feed.Frame) []byte { return f.WS }

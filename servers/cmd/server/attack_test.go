@@ -279,7 +279,7 @@ func TestDescriptorExhaustion(t *testing.T) {
 			t.Fatalf("%s during the attack: %d", path, resp.StatusCode)
 		}
 	}
-	before := scrape(t, p.addr, `pushbench_connections_refused_total{reason="conn_limit",transport="sse"}`)
+	before := scrape(t, p.addr, `pushbench_connections_refused_total{protocol="h1",reason="conn_limit",transport="sse"}`)
 	const newClients = 5
 	for i := range newClients {
 		resp, closed := probe("GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -288,7 +288,7 @@ func TestDescriptorExhaustion(t *testing.T) {
 				i, resp.StatusCode, resp.Header.Get("Retry-After"), closed)
 		}
 	}
-	after := scrape(t, p.addr, `pushbench_connections_refused_total{reason="conn_limit",transport="sse"}`)
+	after := scrape(t, p.addr, `pushbench_connections_refused_total{protocol="h1",reason="conn_limit",transport="sse"}`)
 	if after-before != newClients {
 		t.Fatalf("refused counter grew by %v for %d refused clients", after-before, newClients)
 	}

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/pushbench/pushbench/servers/feed"
 	"github.com/pushbench/pushbench/servers/impls"
 	"github.com/pushbench/pushbench/servers/impls/host"
+	"github.com/pushbench/pushbench/servers/protocol"
 	"github.com/pushbench/pushbench/servers/server"
 	"github.com/pushbench/pushbench/servers/sse"
 	"github.com/pushbench/pushbench/servers/ws"
@@ -64,6 +66,12 @@ func run(args []string, stderr io.Writer) int {
 		allowOrigin  = fs.String("allow-origin", "", "WebSocket origins allowed besides same-origin, comma separated, or * for any")
 		impl         = fs.String("impl", impls.Default, "implementation of -transport (see the list below); a library's is valid only with the transport it serves")
 		logLevel     = fs.String("log", "info", "log level: debug, info, warn or error")
+		useTLS       = fs.Bool("tls", false, "serve HTTPS and WSS; HTTP/2 is offered by ALPN for /sse, /poll, /metrics and / (WebSocket stays HTTP/1.1). "+
+			"Without -cert/-key a self-signed ECDSA P-256 certificate for 127.0.0.1, ::1, localhost and the host of -addr is made at start and its SHA-256 fingerprint logged")
+		certFile   = fs.String("cert", "", "with -tls: PEM certificate chain file (with -key)")
+		keyFile    = fs.String("key", "", "with -tls: PEM private key file (with -cert)")
+		h2c        = fs.Bool("h2c", false, "also accept cleartext HTTP/2 with prior knowledge (no TLS; browsers never use it, load generators and curl --http2-prior-knowledge can)")
+		maxStreams = fs.Int("h2-max-streams", protocol.DefaultMaxStreams, "concurrent streams per HTTP/2 connection; a client past it is refused (RST_STREAM), counted in pushbench_connections_refused_total{reason=\"h2_max_streams\"}")
 
 		ansTokens   = fs.Int("answer-max-tokens", answer.DefaultMaxTokens, "largest tokens (chunks) an answer request may ask for")
 		ansRate     = fs.Float64("answer-max-rate", answer.DefaultMaxRate, "largest rate (chunks/s) an answer request may ask for")
@@ -147,6 +155,32 @@ func run(args []string, stderr io.Writer) int {
 	if _, _, err := net.SplitHostPort(*addr); err != nil {
 		return fail("-addr must be host:port, got %q", *addr)
 	}
+	if *maxStreams < 1 {
+		return fail("-h2-max-streams must be at least 1, got %d", *maxStreams)
+	}
+	if *h2c && *useTLS {
+		return fail("-h2c is cleartext HTTP/2; with -tls HTTP/2 is negotiated by ALPN already")
+	}
+	if (*certFile != "" || *keyFile != "") && !*useTLS {
+		return fail("-cert and -key need -tls")
+	}
+	proto := protocol.Config{H2C: *h2c, MaxStreams: *maxStreams}
+	var fingerprint string
+	if *useTLS {
+		var cert tls.Certificate
+		var err error
+		if *certFile != "" || *keyFile != "" {
+			cert, err = protocol.Load(*certFile, *keyFile)
+		} else {
+			host, _, _ := net.SplitHostPort(*addr)
+			cert, err = protocol.SelfSigned(host)
+		}
+		if err != nil {
+			return fail("%v", err)
+		}
+		proto.TLS = protocol.TLSConfig(cert)
+		fingerprint = protocol.Fingerprint(cert)
+	}
 	var origins []string
 	if *allowOrigin != "" {
 		origins = strings.Split(*allowOrigin, ",")
@@ -175,7 +209,7 @@ func run(args []string, stderr io.Writer) int {
 		Transport: *transport,
 		Feed:      feed.Config{Seed: *seed, Symbols: *symbols, Rate: *rate, History: *history},
 		Retry:     *retry, Heartbeat: *heartbeat, Ping: *ping, WriteTimeout: *writeTimeout,
-		MaxConns: *maxConns, AllowOrigin: origins, Impl: *impl, Logger: log,
+		MaxConns: *maxConns, AllowOrigin: origins, Impl: *impl, Logger: log, Protocol: proto,
 		Answer: answersrv.Config{
 			Limits:      answer.Limits{MaxTokens: *ansTokens, MaxRate: *ansRate, MaxThink: *ansThink, MaxDuration: *ansDuration},
 			MaxInFlight: *ansInFlight, MaxPerConn: *ansPerConn, Retain: *ansRetain, Idle: *ansIdle,
@@ -206,8 +240,17 @@ func run(args []string, stderr io.Writer) int {
 	go func() { feedDone <- srv.Run(ctx) }()
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- hs.Serve(limited) }()
-	log.Info("serving", "addr", ln.Addr().String(), "transport", *transport, "impl", *impl, "seed", *seed,
-		"symbols", *symbols, "rate", *rate, "history", *history)
+	scheme := "http"
+	if *useTLS {
+		scheme = "https"
+		if *certFile == "" {
+			log.Info("self-signed certificate", "sha256", fingerprint)
+		} else {
+			log.Info("certificate", "file", *certFile, "sha256", fingerprint)
+		}
+	}
+	log.Info("serving", "url", scheme+"://"+ln.Addr().String(), "transport", *transport, "impl", *impl, "h2c", *h2c,
+		"h2_max_streams", *maxStreams, "seed", *seed, "symbols", *symbols, "rate", *rate, "history", *history)
 
 	code := 0
 	select {

@@ -2,15 +2,20 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushbench/pushbench/servers/protocol"
 )
 
 func TestBadFlagsExit2WithOneLine(t *testing.T) {
@@ -34,6 +39,11 @@ func TestBadFlagsExit2WithOneLine(t *testing.T) {
 		{"-impl", "nbio", "-transport", "sse"},
 		{"-impl", "nope", "-transport", "ws"},
 		{"-impl", "go-sse"}, // -transport all
+		{"-h2-max-streams", "0"},
+		{"-tls", "-h2c"},
+		{"-cert", "c.pem", "-key", "k.pem"},
+		{"-tls", "-cert", "c.pem"},
+		{"-tls", "-cert", "/nonexistent/c.pem", "-key", "/nonexistent/k.pem"},
 		{"-nope"},
 		{"extra-arg"},
 	} {
@@ -48,10 +58,55 @@ func TestBadFlagsExit2WithOneLine(t *testing.T) {
 	if code := run([]string{"-h"}, &stderr); code != 0 {
 		t.Errorf("-h: exit %d, %q", code, stderr.String())
 	}
-	for _, flag := range []string{"-transport", "-header-timeout", "-idle-timeout", "-sndbuf", "-impl", "gorilla-hub", "lesismal/nbio"} {
+	for _, flag := range []string{"-transport", "-header-timeout", "-idle-timeout", "-sndbuf", "-impl", "gorilla-hub", "lesismal/nbio", "-tls", "-cert", "-key", "-h2c", "-h2-max-streams"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("-h does not document %s", flag)
 		}
+	}
+}
+
+// TestBadCertFilesExit2: certificate files that are not PEM, or a key that
+// belongs to another certificate, stop the server with exit 2 and one line
+// naming the files.
+func TestBadCertFilesExit2(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pair := func(name string) (certFile, keyFile string) {
+		c, err := protocol.SelfSigned()
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(name+".crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})),
+			write(name+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	}
+	certA, keyA := pair("a")
+	_, keyB := pair("b")
+	garbage := write("garbage.pem", []byte("not a certificate\n"))
+	for name, files := range map[string][2]string{
+		"mismatched key":   {certA, keyB},
+		"cert not PEM":     {garbage, keyA},
+		"key not PEM":      {certA, garbage},
+		"cert is the key":  {keyA, keyA},
+		"missing key file": {certA, filepath.Join(dir, "none.key")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run([]string{"-tls", "-cert", files[0], "-key", files[1], "-addr", "127.0.0.1:0"}, &stderr)
+			out := strings.TrimRight(stderr.String(), "\n")
+			if code != 2 || strings.Contains(out, "\n") || !strings.HasPrefix(out, "server: ") || !strings.Contains(out, files[0]) {
+				t.Errorf("exit %d, stderr %q; want 2 and one line naming %s", code, stderr.String(), files[0])
+			}
+		})
 	}
 }
 

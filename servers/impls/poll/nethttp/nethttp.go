@@ -117,7 +117,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a := answer{Cursor: req.Cursor, Ticks: []json.RawMessage{}}
 	if timeout > 0 {
-		release, ok := s.env.Take(w, fail)
+		release, ok := s.env.Take(w, r, fail)
 		if !ok {
 			return
 		}

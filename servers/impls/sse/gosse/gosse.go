@@ -75,7 +75,7 @@ func (s *Service) onSession(w http.ResponseWriter, r *http.Request) ([]string, b
 
 // ServeHTTP admits the client and hands it to go-sse.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	release, ok := s.env.Take(w, func(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) })
+	release, ok := s.env.Take(w, r, func(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) })
 	if !ok {
 		return
 	}

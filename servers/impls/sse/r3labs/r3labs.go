@@ -48,7 +48,7 @@ var _ host.Service = (*Service)(nil)
 
 // ServeHTTP admits the client and hands it to the library on its stream.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	release, ok := s.env.Take(w, func(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) })
+	release, ok := s.env.Take(w, r, func(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) })
 	if !ok {
 		return
 	}

@@ -73,7 +73,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	release, ok := s.env.Take(w, func(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) })
+	release, ok := s.env.Take(w, r, func(w http.ResponseWriter, code int, msg string) { http.Error(w, msg, code) })
 	if !ok {
 		return
 	}
