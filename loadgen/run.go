@@ -534,7 +534,10 @@ func (r *run) result(start time.Time, cpu0 time.Duration, aux *aux) *result.Resu
 		res.Bytes.PlainReceived += sh.counters.PlainIn.Load()
 		res.Requests += sh.counters.Requests.Load()
 	}
-	if p := r.ccfg.H2; p != nil { // HTTP/2: the connections' bytes are the pool's
+	// HTTP/2: the connections' bytes are the pool's. An answer run
+	// (answers.go) has no feed clients, so no client config.
+	if r.ccfg != nil && r.ccfg.H2 != nil {
+		p := r.ccfg.H2
 		res.Bytes.Sent += p.Counters().Out.Load()
 		res.Bytes.Received += p.Counters().In.Load()
 		res.Bytes.PlainSent += p.Counters().PlainOut.Load()
