@@ -451,6 +451,9 @@ type Section struct {
 	Table    *Table
 	Scenario string
 	Cells    []*Cell
+	// Transport, when set, says the section holds only that transport's
+	// cells (the findings' groups, byTransport).
+	Transport string
 }
 
 // Slug names the section's files: "steady" for the main table (as before

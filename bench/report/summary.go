@@ -156,8 +156,10 @@ func Findings(r *Report) []string {
 			metrics = slices.DeleteFunc(TableColumns(sec.Table, sec.Scenario), func(m Metric) bool { return !m.summary })
 		}
 		for _, m := range metrics {
-			if f := compare(sec, m); f != "" {
-				out = append(out, f)
+			for _, g := range sec.byTransport() {
+				if f := compare(g, m); f != "" {
+					out = append(out, f)
+				}
 			}
 		}
 	}
@@ -202,6 +204,37 @@ func Findings(r *Report) []string {
 	return out
 }
 
+// byTransport splits a section of a table that varies a dimension into one
+// group per transport, so that the comparisons say what the dimension does
+// to each transport (TLS's cost to SSE, each SSE library against the
+// others); a section of the main table stays whole, its rows being the
+// transports themselves.
+func (sec Section) byTransport() []Section {
+	if len(sec.Table.Vary) == 0 {
+		return []Section{sec}
+	}
+	var out []Section
+	for _, c := range sec.Cells {
+		i := slices.IndexFunc(out, func(g Section) bool { return g.Transport == c.Transport })
+		if i < 0 {
+			out = append(out, Section{Table: sec.Table, Scenario: sec.Scenario, Transport: c.Transport})
+			i = len(out) - 1
+		}
+		out[i].Cells = append(out[i].Cells, c)
+	}
+	return out
+}
+
+// label names a cell in the findings of its section: its row label, less
+// the transport when the section is one transport's group.
+func (sec Section) label(c *Cell) string {
+	l := RowLabel(sec.Table, c)
+	if sec.Transport != "" {
+		l = strings.TrimPrefix(l, c.Transport+" ")
+	}
+	return l
+}
+
 // TableFindings holds each table's own generated sentences, by table name:
 // checks of the shape the data should have (a network's round trip in long
 // polling's latency, a library that kept up or not), stated when it holds
@@ -232,12 +265,15 @@ func compare(sec Section, m Metric) string {
 		if _, ok := byClients[c.Clients]; !ok {
 			counts = append(counts, c.Clients)
 		}
-		byClients[c.Clients] = append(byClients[c.Clients], entry{RowLabel(sec.Table, c), st, Flags(&c.Summary)})
+		byClients[c.Clients] = append(byClients[c.Clients], entry{sec.label(c), st, Flags(&c.Summary)})
 	}
 	slices.Sort(counts)
 	prefix := sec.Scenario
 	if sec.Table.Name != MainTable {
 		prefix = sec.Table.Title + ", " + sec.Scenario
+	}
+	if sec.Transport != "" {
+		prefix += ", " + sec.Transport
 	}
 	for i := len(counts) - 1; i >= 0; i-- {
 		es := byClients[counts[i]]
@@ -317,7 +353,7 @@ func tradeOff(sec Section, clients int, label string, lat Metric) string {
 			continue
 		}
 		v := c.Summary.Stat(lat).Median
-		if RowLabel(sec.Table, c) == label {
+		if sec.label(c) == label {
 			mine = v
 		} else if v.Valid() && (!best.Valid() || v < best) {
 			best = v
