@@ -20,8 +20,11 @@ vet:
 
 # test: vet, then every test with the race detector (the browser test needs
 # Chromium: apt-get install chromium; outside CI it skips without it).
+# nbio's engine is not race-detector clean (its own go:norace code), so its
+# implementation tests skip under -race and run once more without it.
 test: vet
 	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -count=1 -run '/ws/nbio$$' ./servers/impls/
 
 # fuzz: run each fuzz target for FUZZTIME (they also run as unit tests on
 # their seeds in `make test`).
