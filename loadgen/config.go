@@ -388,7 +388,13 @@ func (c *Config) validateAnswer() error {
 	a.Transport, a.Base, a.Duration, a.Seed, a.TLS = c.Transport, base, c.Duration, c.Seed, c.tls
 	a.InFlight, a.Warmup = c.Clients, c.Ramp+c.Warmup
 	a.ConnectTimeout, a.PollTimeout = c.ConnectTimeout, c.PollTimeout
-	return a.Validate()
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	if a.Conn == answer.ConnH2 {
+		c.H2Conns = a.Conns // with its default, as the feed's -h2-conns
+	}
+	return nil
 }
 
 // answerProto reconciles -proto and -conn for answers: -proto h2 is
@@ -405,6 +411,9 @@ func (c *Config) answerProto() error {
 			c.Proto = client.ProtoH1
 		}
 	case client.ProtoH2:
+		if c.Transport == "ws" {
+			return errors.New("-proto h2 applies to sse and poll answers, not ws: WebSocket stays an HTTP/1.1 upgrade (no RFC 8441)")
+		}
 		if a.Conn == "" {
 			a.Conn = answer.ConnH2
 		}
@@ -423,7 +432,9 @@ func (c *Config) answerProto() error {
 		}
 		return nil
 	}
-	if a.Conns != 0 {
+	// Validate runs again on a validated Config, whose H2Conns then
+	// holds the count chosen.
+	if a.Conns != 0 && a.Conns != c.H2Conns {
 		return errors.New("-conns counts -conn mux's WebSocket sessions; -conn h2 takes -h2-conns")
 	}
 	a.Conns = c.H2Conns

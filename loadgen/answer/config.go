@@ -57,14 +57,11 @@ const (
 	DefaultTokens    = gen.DefaultTokens
 	DefaultTokenRate = gen.DefaultRate // chunks per second within an answer
 	DefaultThink     = gen.DefaultThink
-	// MuxPerConn is the answers in flight per ws mux session that the
-	// default -conns plans for: half the server's default per-session
-	// limit (64), so that the answers' uneven spread stays under it.
+	// MuxPerConn is the answers in flight per ws mux session, or HTTP/2
+	// connection, that the default Conns plans for: half the server's
+	// default limit per session or connection (64), so that the answers'
+	// uneven spread stays under it.
 	MuxPerConn = 32
-	// H2PerConn is the answers in flight per HTTP/2 connection that the
-	// default Conns of -conn h2 plans for: about what a browser puts on
-	// one connection, well under the server's default stream limit (250).
-	H2PerConn = 100
 	// MaxTokens bounds what the checker tracks per answer; servers bound
 	// it lower with their flags.
 	MaxTokens = 1 << 16
@@ -110,8 +107,7 @@ type Config struct {
 	Drain    time.Duration
 	// Conn is the connection mode (ConnModes); "" takes keepalive for
 	// sse and poll and mux for ws. Conns is the number of ws mux sessions
-	// or of HTTP/2 connections (0: one per MuxPerConn, or H2PerConn, of
-	// Concurrency).
+	// or of HTTP/2 connections (0: one per MuxPerConn of Concurrency).
 	Conn  string
 	Conns int
 
@@ -190,11 +186,7 @@ func (c *Config) Validate() error {
 		return errors.New("-conn h2 (HTTP/2) carries sse and poll answers; WebSocket stays an HTTP/1.1 upgrade (no RFC 8441): take mux, keepalive or fresh")
 	}
 	if c.Conns == 0 {
-		per := MuxPerConn
-		if c.Conn == ConnH2 {
-			per = H2PerConn
-		}
-		c.Conns = (c.Concurrency + per - 1) / per
+		c.Conns = (c.Concurrency + MuxPerConn - 1) / MuxPerConn
 	}
 	if c.Conns < 1 || c.Conns > c.Concurrency {
 		return fmt.Errorf("-conns must be 1..-concurrency (%d), got %d", c.Concurrency, c.Conns)
