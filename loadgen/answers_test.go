@@ -91,8 +91,8 @@ func TestCLIAnswerProtocols(t *testing.T) {
 			if r.Protocol != c.name || a.Conn != c.conn || a.Answers.Completed == 0 {
 				t.Fatalf("protocol %q conn %q answers %+v, want %q, %q and answers completed", r.Protocol, a.Conn, a.Answers, c.name, c.conn)
 			}
-			if c.conn == "h2" && (a.Conns != 2 || a.ConnectionsOpened != 2) {
-				t.Errorf("-h2-conns 2: conns %d, connections opened %d", a.Conns, a.ConnectionsOpened)
+			if c.conn == "h2" && (a.Conns != 2 || a.ConnectionsOpened != 2 || !strings.Contains(stdout, "(-conn h2, 2 connections)")) {
+				t.Errorf("-h2-conns 2: conns %d, connections opened %d, summary:\n%s", a.Conns, a.ConnectionsOpened, stdout)
 			}
 			if tls := c.server == "tls"; tls != (r.Bytes.PlainReceived > 0 && r.Bytes.PlainReceived < r.Bytes.Received) {
 				t.Errorf("bytes %+v: the plaintext is counted above TLS, and only over TLS", r.Bytes)
