@@ -12,7 +12,8 @@
 //
 // Ownership: Run owns every goroutine it starts (the pacer, one per answer
 // in flight for SSE and polling, one reader per WebSocket session) and
-// returns only after all of them ended.
+// returns only after all of them ended; with -conn h2 the read loops of
+// the pool's connections (x/net's) end when Run closes the pool.
 package answer
 
 import (
