@@ -49,6 +49,7 @@ func runAnswers(ctx context.Context, cfg Config) (*result.Result, error) {
 	res.Start, res.Duration, res.Warmup = o.Start, o.Duration.Seconds(), o.Warmup.Seconds()
 	res.Answer = o.Answer
 	res.Bytes.Sent, res.Bytes.Received, res.Requests = o.BytesSent, o.BytesReceived, o.Requests
+	res.Bytes.PlainSent, res.Bytes.PlainReceived = o.PlainSent, o.PlainReceived
 	res.Failures, res.FailureSamples = o.Failures, o.Samples
 	if len(res.Failures) == 0 {
 		res.Failures, res.FailureSamples = nil, nil

@@ -29,7 +29,14 @@ func TestCLIAnswerBadFlags(t *testing.T) {
 		{append(a, "-think", "-1s"), "-think"},
 		{append(a, "-conn", "pipelined"), "-conn"},
 		{append(a, "-conn", "mux"), "-conn mux"},
-		{append(a, "-conn", "h2"), "-conn h2"},
+		{append(a, "-transport", "ws", "-conn", "h2"), "-conn h2"},
+		{append(a, "-transport", "ws", "-proto", "h2"), "-proto h2"},
+		{append(a, "-proto", "h2", "-conn", "keepalive"), "-proto h2"},
+		{append(a, "-proto", "h3"), "-proto"},
+		{append(a, "-conn", "h2", "-conns", "3"), "-h2-conns"},
+		{append(a, "-h2-conns", "3"), "-h2-conns"},
+		{append(a, "-conn", "h2", "-h2-conns", "-1"), "-h2-conns"},
+		{append(a, "-insecure"), "-insecure"},
 		{append(a, "-transport", "ws", "-conns", "5000", "-concurrency", "10"), "-conns"},
 		{append(a, "-slow", "0.1"), "-workload answer takes none"},
 		{append(a, "-clients", "0"), "-clients"},
@@ -46,6 +53,51 @@ func TestCLIAnswerBadFlags(t *testing.T) {
 		if out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%v: stdout %q stderr %q, want one line naming %q", c.args, out, errOut, c.want)
 		}
+	}
+}
+
+// bin/loadgen -workload answer over TLS (-ca) and HTTP/2: -proto h2 is
+// -conn h2, over https h2 by ALPN, over http h2c; the result names the
+// protocol, the mode and -h2-conns, which are the connections opened,
+// and every answer is whole (-strict).
+func TestCLIAnswerProtocols(t *testing.T) {
+	cases := []struct {
+		name, server, transport string
+		flags                   []string
+		conn                    string
+	}{
+		{"tls", "tls", "sse", []string{"-conn", "fresh"}, "fresh"},
+		{"h2", "tls", "sse", []string{"-proto", "h2", "-h2-conns", "2"}, "h2"},
+		{"h2c", "h2c", "poll", []string{"-conn", "h2", "-h2-conns", "2"}, "h2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name+"/"+c.transport, func(t *testing.T) {
+			base, ca := servertest.Serve(t, server.Config{Transport: c.transport}, c.server)
+			out := filepath.Join(t.TempDir(), "r.json")
+			args := []string{"-workload", "answer", "-transport", c.transport, "-url", base, "-quiet", "-strict",
+				"-rate", "40", "-concurrency", "8", "-tokens", "5", "-token-rate", "500", "-think", "5ms", "-duration", "300ms", "-out", out}
+			if ca != "" {
+				args = append(args, "-ca", ca)
+			}
+			code, stdout, errOut := runMain(append(args, c.flags...)...)
+			if code != ExitOK {
+				t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, errOut, stdout)
+			}
+			r, err := result.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := r.Answer
+			if r.Protocol != c.name || a.Conn != c.conn || a.Answers.Completed == 0 {
+				t.Fatalf("protocol %q conn %q answers %+v, want %q, %q and answers completed", r.Protocol, a.Conn, a.Answers, c.name, c.conn)
+			}
+			if c.conn == "h2" && (a.Conns != 2 || a.ConnectionsOpened != 2 || !strings.Contains(stdout, "(-conn h2, 2 connections)")) {
+				t.Errorf("-h2-conns 2: conns %d, connections opened %d, summary:\n%s", a.Conns, a.ConnectionsOpened, stdout)
+			}
+			if tls := c.server == "tls"; tls != (r.Bytes.PlainReceived > 0 && r.Bytes.PlainReceived < r.Bytes.Received) {
+				t.Errorf("bytes %+v: the plaintext is counted above TLS, and only over TLS", r.Bytes)
+			}
+		})
 	}
 }
 

@@ -32,7 +32,7 @@ the subscriptions owed it had it), throughput, delivery correctness per
 subscription, bytes on the wire and its own CPU and memory.
 
 Usage: loadgen -transport sse|ws|poll|shortpoll|storm-sse|storm-ws|storm-poll -url http://HOST:PORT [flags]
-       loadgen -workload answer -transport sse|ws|poll -url http://HOST:PORT [flags]
+       loadgen -workload answer -transport sse|ws|poll -url http[s]://HOST:PORT [flags]
 
 -url is the server's base URL or the transport's endpoint itself:
 http://HOST:PORT, http://HOST:PORT/sse, ws://HOST:PORT/ws (ws:// only for
@@ -77,7 +77,10 @@ measured. Then up to -drain (default: one answer's length plus 2s) for the
 answers in flight. -conn: keepalive (connections reused, one answer at a
 time on each; ws: a session per answer in flight), fresh (a new connection
 per answer), mux (ws: answers multiplexed over -conns sessions; ws's
-default). -symbols and -feed-symbols (the feed's) are ignored; -slow,
+default), h2 (sse, poll: each request an HTTP/2 stream over -h2-conns
+connections, 0: one per 32 of -concurrency; h2 by ALPN over https, h2c
+over http; -proto h2 means -conn h2). Every mode runs over https (ws:
+wss) with -insecure or -ca. -symbols and -feed-symbols (the feed's) are ignored; -slow,
 -churn and -hold are refused.
 
 Correctness: the checker replays the server's deterministic feed (-seed,
@@ -136,8 +139,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.StringVar(&rawURL, "url", "http://127.0.0.1:8080", "the server's base URL, or the transport's endpoint (e.g. http://HOST:PORT/sse, ws://HOST:PORT/ws); https:// and wss:// for TLS")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "https: do not verify the server's certificate")
 	fs.StringVar(&cfg.CAFile, "ca", "", "https: trust the certificates in this PEM file (instead of the system's)")
-	fs.StringVar(&cfg.Proto, "proto", client.ProtoH1, "h1 or h2 (sse, poll, shortpoll, storm-sse, storm-poll): HTTP/2 streams over -h2-conns connections (h2c over http)")
-	fs.IntVar(&cfg.H2Conns, "h2-conns", 0, "-proto h2: connections the streams share (0: clients/100 rounded up)")
+	fs.StringVar(&cfg.Proto, "proto", client.ProtoH1, "h1 or h2 (sse, poll, shortpoll, storm-sse, storm-poll; answer: -conn h2): HTTP/2 streams over -h2-conns connections (h2c over http)")
+	fs.IntVar(&cfg.H2Conns, "h2-conns", 0, "-proto h2: connections the streams share (0: clients/100 rounded up; answer -conn h2: one per 32 of -concurrency)")
 	fs.IntVar(&cfg.Clients, "clients", DefaultClients, "subscriptions (sse, ws, poll), pollers (shortpoll), connections open at once at most (storm) or answers in flight on average (answer)")
 	fs.DurationVar(&duration, "duration", DefaultDuration, "measured time, from when the ramp is over and every client connected (and the -warmup is over)")
 	fs.DurationVar(&cfg.Ramp, "ramp", 0, "spread connection opens over this time before -duration starts (streams)")
@@ -155,7 +158,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.IntVar(&cfg.Answer.Tokens, "tokens", answer.DefaultTokens, "answer: chunks per answer")
 	fs.Float64Var(&cfg.Answer.TokenRate, "token-rate", answer.DefaultTokenRate, "answer: chunks per second within an answer")
 	fs.DurationVar(&cfg.Answer.Think, "think", answer.DefaultThink, "answer: the server's wait before the first chunk")
-	fs.StringVar(&cfg.Answer.Conn, "conn", "", "answer: keepalive, fresh or mux (ws); empty: keepalive for sse and poll, mux for ws")
+	fs.StringVar(&cfg.Answer.Conn, "conn", "", "answer: keepalive, fresh, mux (ws) or h2 (sse, poll: HTTP/2 streams over -h2-conns connections); empty: keepalive for sse and poll (h2 with -proto h2), mux for ws")
 	fs.IntVar(&cfg.Answer.Conns, "conns", 0, "answer, -conn mux: WebSocket sessions the answers share (0: one per 32 of -concurrency)")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "storm: keep each connection this long after its first tick")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", client.DefaultConnectTimeout, "bound on dial plus handshake (storm: also on the first tick)")

@@ -376,13 +376,69 @@ func (c *Config) validateAnswer() error {
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = DefaultProgressEvery
 	}
+	if c.tls, err = c.tlsConfig(); err != nil {
+		return err
+	}
 	a := &c.Answer
+	if err := c.answerProto(); err != nil {
+		return err
+	}
 	// The ramp and the warm-up are both unmeasured time before -duration,
 	// as for the feed: answers arriving in them fill the pipeline.
-	a.Transport, a.Base, a.Duration, a.Seed = c.Transport, base, c.Duration, c.Seed
+	a.Transport, a.Base, a.Duration, a.Seed, a.TLS = c.Transport, base, c.Duration, c.Seed, c.tls
 	a.InFlight, a.Warmup = c.Clients, c.Ramp+c.Warmup
 	a.ConnectTimeout, a.PollTimeout = c.ConnectTimeout, c.PollTimeout
-	return a.Validate()
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	if a.Conn == answer.ConnH2 {
+		c.H2Conns = a.Conns // with its default, as the feed's -h2-conns
+	}
+	return nil
+}
+
+// answerProto reconciles -proto and -conn for answers: -proto h2 is
+// -conn h2 (answers as HTTP/2 streams), and -conn h2 is protocol h2 (or
+// h2c) in the result; the connections are -h2-conns, as for the feed's
+// HTTP/2 clients, and -conns stays WebSocket's sessions.
+func (c *Config) answerProto() error {
+	a := &c.Answer
+	switch c.Proto {
+	case "", client.ProtoH1:
+		if a.Conn == answer.ConnH2 {
+			c.Proto = client.ProtoH2
+		} else {
+			c.Proto = client.ProtoH1
+		}
+	case client.ProtoH2:
+		if c.Transport == "ws" {
+			return errors.New("-proto h2 applies to sse and poll answers, not ws: WebSocket stays an HTTP/1.1 upgrade (no RFC 8441)")
+		}
+		if a.Conn == "" {
+			a.Conn = answer.ConnH2
+		}
+		if a.Conn != answer.ConnH2 {
+			return fmt.Errorf("-proto h2 sends answers as HTTP/2 streams (-conn h2), not -conn %s", a.Conn)
+		}
+	default:
+		return fmt.Errorf("-proto must be h1 or h2, got %q", c.Proto)
+	}
+	if c.H2Conns < 0 {
+		return fmt.Errorf("-h2-conns must not be negative, got %d", c.H2Conns)
+	}
+	if a.Conn != answer.ConnH2 {
+		if c.H2Conns != 0 {
+			return errors.New("-h2-conns applies to -conn h2 (or -proto h2)")
+		}
+		return nil
+	}
+	// Validate runs again on a validated Config, whose H2Conns then
+	// holds the count chosen.
+	if a.Conns != 0 && a.Conns != c.H2Conns {
+		return errors.New("-conns counts -conn mux's WebSocket sessions; -conn h2 takes -h2-conns")
+	}
+	a.Conns = c.H2Conns
+	return nil
 }
 
 // baseURL turns what a user may paste as -url into the server's base URL,

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pushbench/pushbench/loadgen/answer"
 	"github.com/pushbench/pushbench/loadgen/result"
 )
 
@@ -46,7 +47,10 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 		p("             %d tokens at %g/s after %g ms think; measured: %.1f arrivals/s, %.1f answers/s completed, chunks %s/s of %s/s offered\n",
 			a.Tokens, a.TokenRate, a.ThinkMs, a.ArrivalsPerSec, a.AnswersPerSec, si(a.ChunksPerSec), si(a.OfferedChunksPerSec))
 		p("connections  %s opened (-conn %s", group(a.ConnectionsOpened), a.Conn)
-		if a.Conns > 0 {
+		switch {
+		case a.Conn == answer.ConnH2:
+			p(", %d connections", a.Conns)
+		case a.Conns > 0:
 			p(", %d sessions", a.Conns)
 		}
 		p(")")

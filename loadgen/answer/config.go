@@ -12,10 +12,12 @@
 //
 // Ownership: Run owns every goroutine it starts (the pacer, one per answer
 // in flight for SSE and polling, one reader per WebSocket session) and
-// returns only after all of them ended.
+// returns only after all of them ended; with -conn h2 the read loops of
+// the pool's connections (x/net's) end when Run closes the pool.
 package answer
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -40,10 +42,14 @@ const (
 	// ConnMux (ws) multiplexes the answers over Conns sessions, several
 	// in flight on each: WebSocket's natural shape.
 	ConnMux = "mux"
+	// ConnH2 (sse, poll) sends every request as an HTTP/2 stream over
+	// Conns connections, as a browser's fetch does: h2 by ALPN over
+	// https, h2c with prior knowledge over http.
+	ConnH2 = "h2"
 )
 
 // ConnModes are the values of Config.Conn.
-var ConnModes = []string{ConnKeepAlive, ConnFresh, ConnMux}
+var ConnModes = []string{ConnKeepAlive, ConnFresh, ConnMux, ConnH2}
 
 // Defaults double as the load generator's flag defaults. An answer's
 // shape is by default the server's default request.
@@ -52,9 +58,10 @@ const (
 	DefaultTokens    = gen.DefaultTokens
 	DefaultTokenRate = gen.DefaultRate // chunks per second within an answer
 	DefaultThink     = gen.DefaultThink
-	// MuxPerConn is the answers in flight per ws mux session that the
-	// default -conns plans for: half the server's default per-session
-	// limit (64), so that the answers' uneven spread stays under it.
+	// MuxPerConn is the answers in flight per ws mux session, or HTTP/2
+	// connection, that the default Conns plans for: half the server's
+	// default limit per session or connection (64), so that the answers'
+	// uneven spread stays under it.
 	MuxPerConn = 32
 	// MaxTokens bounds what the checker tracks per answer; servers bound
 	// it lower with their flags.
@@ -66,7 +73,11 @@ const (
 // Config describes one answer run. Validate fills in the defaults.
 type Config struct {
 	Transport string   // sse, ws or poll
-	Base      *url.URL // the server's base URL, http://host:port[/prefix]
+	Base      *url.URL // the server's base URL, http[s]://host:port[/prefix]
+	// TLS is the clients' TLS configuration for an https Base (roots,
+	// InsecureSkipVerify; nil: the system's roots); the server name and
+	// the ALPN protocols of Conn are added to it.
+	TLS *tls.Config
 	// InFlight is the answers in flight the run aims at on average. It
 	// sets the defaults of Rate (InFlight over one answer's length, by
 	// Little's law) and Concurrency (2·InFlight + 10, room for the
@@ -96,7 +107,8 @@ type Config struct {
 	Duration time.Duration
 	Drain    time.Duration
 	// Conn is the connection mode (ConnModes); "" takes keepalive for
-	// sse and poll and mux for ws. Conns is the number of ws mux sessions.
+	// sse and poll and mux for ws. Conns is the number of ws mux sessions
+	// or of HTTP/2 connections (0: one per MuxPerConn of Concurrency).
 	Conn  string
 	Conns int
 
@@ -110,8 +122,8 @@ func (c *Config) Validate() error {
 	if !slices.Contains(Transports, c.Transport) {
 		return fmt.Errorf("-workload answer runs over %s, not %q", strings.Join(Transports, ", "), c.Transport)
 	}
-	if c.Base == nil || c.Base.Scheme != "http" || c.Base.Host == "" {
-		return errors.New("answer: the base URL must be http://host:port")
+	if c.Base == nil || (c.Base.Scheme != "http" && c.Base.Scheme != "https") || c.Base.Host == "" {
+		return errors.New("answer: the base URL must be http://host:port or https://host:port")
 	}
 	if c.Tokens == 0 {
 		c.Tokens = DefaultTokens
@@ -167,12 +179,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
-	case c.Conn == "h2":
-		return errors.New("-conn h2 needs TLS and HTTP/2 in the load generator, which it does not have yet")
 	case !slices.Contains(ConnModes, c.Conn):
 		return fmt.Errorf("-conn must be one of %s, got %q", strings.Join(ConnModes, ", "), c.Conn)
 	case c.Conn == ConnMux && c.Transport != "ws":
-		return fmt.Errorf("-conn mux multiplexes WebSocket sessions; %s takes keepalive or fresh", c.Transport)
+		return fmt.Errorf("-conn mux multiplexes WebSocket sessions; %s takes keepalive, fresh or h2", c.Transport)
+	case c.Conn == ConnH2 && c.Transport == "ws":
+		return errors.New("-conn h2 (HTTP/2) carries sse and poll answers; WebSocket stays an HTTP/1.1 upgrade (no RFC 8441): take mux, keepalive or fresh")
 	}
 	if c.Conns == 0 {
 		c.Conns = (c.Concurrency + MuxPerConn - 1) / MuxPerConn

@@ -22,13 +22,15 @@ type pollAnswer struct {
 // poll runs answer a by long polling: POST /answer answers 202 with the
 // answer's id at once, then GET /answer/{id}?after=k holds until chunks
 // after k exist, until one says done. With -conn fresh the answer gets a
-// connection of its own, which carries all of its polls.
+// connection of its own, which carries all of its polls; with -conn h2
+// each request is a stream of the pool's connections.
 func (r *runner) poll(ctx context.Context, a *ans) error {
-	tr := r.http
+	tr := r.rt
 	if r.cfg.Conn == ConnFresh {
-		tr = r.newTransport(false)
-		tr.MaxConnsPerHost = 1
-		defer tr.CloseIdleConnections()
+		own := r.newTransport(false)
+		own.MaxConnsPerHost = 1
+		defer own.CloseIdleConnections()
+		tr = own
 	}
 	resp, err := r.post(ctx, tr, a, "application/json")
 	if err != nil {

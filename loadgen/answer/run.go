@@ -27,6 +27,9 @@ type Outcome struct {
 	Duration      time.Duration
 	BytesSent     int64
 	BytesReceived int64
+	// PlainSent and PlainReceived are the bytes above TLS (0 without).
+	PlainSent     int64
+	PlainReceived int64
 	Requests      int64
 	Failures      map[string]int64
 	Samples       map[string]string
@@ -36,7 +39,10 @@ type Outcome struct {
 // would, so that a server that is down or does not serve answers over
 // cfg.Transport gives one clear error before the run. cfg is validated.
 func Preflight(ctx context.Context, cfg Config, dialer *client.Dialer) error {
-	r, done := newRunner(&cfg, dialer)
+	r, done, err := newRunner(&cfg, dialer)
+	if err != nil {
+		return err
+	}
 	defer done()
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
@@ -60,7 +66,10 @@ func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r, done := newRunner(&cfg, dialer)
+	r, done, err := newRunner(&cfg, dialer)
+	if err != nil {
+		return nil, err
+	}
 	defer done()
 
 	ansCtx, cut := context.WithCancel(context.WithoutCancel(ctx))
@@ -96,37 +105,53 @@ func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, erro
 
 // newRunner prepares a run of cfg; done closes its connections once its
 // answers ended.
-func newRunner(cfg *Config, dialer *client.Dialer) (r *runner, done func()) {
+func newRunner(cfg *Config, dialer *client.Dialer) (r *runner, done func(), err error) {
 	r = &runner{cfg: cfg, dialer: dialer, stats: newStats(4), slots: make(chan struct{}, cfg.Concurrency)}
 	if r.dialer == nil {
 		r.dialer = client.NewDialer(nil, cfg.ConnectTimeout)
 	}
-	r.hostport = cfg.Base.Host
-	if cfg.Base.Port() == "" {
-		r.hostport = net.JoinHostPort(cfg.Base.Hostname(), "80")
+	// The feed clients' configuration dials for the answers too: the
+	// same TLS (server name, ALPN by protocol, handshake in the connect
+	// timeout) and the same byte counting, on the socket and above TLS.
+	r.ccfg = &client.Config{Transport: cfg.Transport, Base: cfg.Base, TLS: cfg.TLS, ConnectTimeout: cfg.ConnectTimeout}
+	if cfg.Conn == ConnH2 {
+		r.ccfg.Proto, r.ccfg.H2 = client.ProtoH2, client.NewH2Pool(cfg.Conns)
+	}
+	if err := r.ccfg.Prepare(); err != nil {
+		return nil, nil, fmt.Errorf("answer: %w", err)
 	}
 	r.prefix = strings.TrimSuffix(cfg.Base.String(), "/")
 	r.http = r.newTransport(cfg.Conn == ConnFresh && cfg.Transport == "sse")
+	r.rt = r.http
+	if r.ccfg.H2 != nil {
+		r.rt = r.ccfg.H2.RoundTripper(r.ccfg, r.dialer, nil)
+	}
 	if cfg.Transport == "ws" {
 		r.ws = newWSPool(r)
 	}
 	return r, func() {
 		r.http.CloseIdleConnections()
+		if r.ccfg.H2 != nil {
+			_ = r.ccfg.H2.Close()
+		}
 		if r.ws != nil {
 			r.ws.close()
 		}
-	}
+	}, nil
 }
 
 // runner is the state of one Run shared by its goroutines.
 type runner struct {
-	cfg      *Config
-	dialer   *client.Dialer
-	stats    []*stats
-	hostport string
-	prefix   string // base URL without a trailing slash
-	http     *http.Transport
-	ws       *wsPool
+	cfg    *Config
+	dialer *client.Dialer
+	stats  []*stats
+	ccfg   *client.Config // dials (TLS) and, for -conn h2, holds the pool
+	prefix string         // base URL without a trailing slash
+	http   *http.Transport
+	// rt carries the sse and poll requests: http, or for -conn h2 the
+	// streams of ccfg.H2's connections in turn.
+	rt http.RoundTripper
+	ws *wsPool
 
 	// slots holds a token per answer in flight (the cap).
 	slots      chan struct{}
@@ -141,23 +166,27 @@ type runner struct {
 	stray         atomic.Int64 // ws messages for no answer in flight
 }
 
-// dial opens a connection for the answers and counts it and its bytes.
+// dial opens a connection for the answers (over TLS with its handshake
+// done) and counts it and its bytes.
 func (r *runner) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	c, err := r.dialer.DialContext(ctx, "tcp", r.hostport)
+	c, err := r.ccfg.Dial(ctx, r.dialer, &r.counters)
 	if err != nil {
 		return nil, err
 	}
 	r.opened.Add(1)
-	return client.NewConn(c, &r.counters), nil
+	return c, nil
 }
 
 // newTransport returns an HTTP/1.1 client transport over r.dial; fresh:
 // a new connection per request. It holds at most Concurrency connections,
 // one per answer in flight: net/http would otherwise dial a spare when a
-// request finds none idle while another is being handed back.
+// request finds none idle while another is being handed back. Over https
+// r.dial is its DialTLSContext: the connection comes with TLS done, and
+// ALPN offered http/1.1 only.
 func (r *runner) newTransport(fresh bool) *http.Transport {
 	return &http.Transport{
 		DialContext:         r.dial,
+		DialTLSContext:      r.dial,
 		DisableKeepAlives:   fresh,
 		MaxConnsPerHost:     r.cfg.Concurrency,
 		DisableCompression:  true,
@@ -260,7 +289,7 @@ func (r *runner) outcome(start time.Time) *Outcome {
 		WarmupMs:          float64(cfg.Warmup) / float64(time.Millisecond),
 		ConnectionsOpened: r.opened.Load(), InFlightAtEnd: r.inFlightAtEnd,
 	}
-	if cfg.Conn == ConnMux {
+	if cfg.Conn == ConnMux || cfg.Conn == ConnH2 {
 		a.Conns = cfg.Conns
 	}
 	o := &Outcome{Answer: a, Start: start.UTC(), Duration: cfg.Duration, Warmup: cfg.Warmup,
@@ -286,6 +315,13 @@ func (r *runner) outcome(start time.Time) *Outcome {
 	// Encoding cannot fail for histograms with the shared bounds.
 	a.AnswerDists, _ = h.Dists()
 	o.BytesSent, o.BytesReceived, o.Requests = r.counters.Out.Load(), r.counters.In.Load(), r.counters.Requests.Load()
+	o.PlainSent, o.PlainReceived = r.counters.PlainOut.Load(), r.counters.PlainIn.Load()
+	if p := r.ccfg.H2; p != nil {
+		// HTTP/2: the connections and their bytes are the pool's.
+		a.ConnectionsOpened += p.Dials()
+		o.BytesSent, o.BytesReceived = o.BytesSent+p.Counters().Out.Load(), o.BytesReceived+p.Counters().In.Load()
+		o.PlainSent, o.PlainReceived = o.PlainSent+p.Counters().PlainOut.Load(), o.PlainReceived+p.Counters().PlainIn.Load()
+	}
 	a.SetRates(cfg.Duration.Seconds(), o.BytesReceived)
 	return o
 }

@@ -2,10 +2,14 @@ package answer
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,50 +59,135 @@ func TestRunEveryTransport(t *testing.T) {
 				Rate: 60, Concurrency: 10, Tokens: 12, TokenRate: 200, Think: 10 * time.Millisecond,
 				Warmup: 200 * time.Millisecond, Duration: 400 * time.Millisecond, Drain: 10 * time.Second, Seed: 3,
 			}
-			o, err := Run(context.Background(), cfg, nil)
+			checkRun(t, cfg, tc.conn, runOK(t, cfg))
+		})
+	}
+}
+
+// runOK runs cfg and fails the test if the run could not take place.
+func runOK(t *testing.T, cfg Config) *Outcome {
+	t.Helper()
+	o, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// checkRun checks a run of cfg at a small concurrency: the arrivals are
+// the pacer's, every answer sent completed with every chunk once, in
+// order, with the seed's text, the histograms hold the measured window,
+// the connections opened are the mode's (conn), and bytes were counted.
+func checkRun(t *testing.T, cfg Config, conn string, o *Outcome) {
+	t.Helper()
+	a := o.Answer
+	want, _ := arrivalsIn(cfg, cfg.Warmup+cfg.Duration)
+	warm, _ := arrivalsIn(cfg, cfg.Warmup)
+	if a.Answers.Arrivals != want || a.Answers.Arrivals != a.Answers.NotSentCap+a.Answers.Sent || a.Window.Arrivals != want-warm {
+		t.Errorf("arrivals %d (%d not sent, %d sent), %d measured; want %d, the pacer's, %d after the warm-up",
+			a.Answers.Arrivals, a.Answers.NotSentCap, a.Answers.Sent, a.Window.Arrivals, want, want-warm)
+	}
+	if a.Answers.Sent == 0 || a.Answers.Completed != a.Answers.Sent {
+		t.Errorf("answers %+v: want every one sent completed; failures %v %v", a.Answers, o.Failures, o.Samples)
+	}
+	if f := a.Faults(); len(f) > 0 {
+		t.Errorf("faults: %v", f)
+	}
+	if c := a.Chunks; c.Received != a.Answers.Sent*int64(cfg.Tokens) || c.Expected != c.Received {
+		t.Errorf("chunks %+v, want %d received and expected", c, a.Answers.Sent*int64(cfg.Tokens))
+	}
+	// The histograms hold the measured window's answers only.
+	if w := a.Window.Completed; w == 0 || a.TTFT.Count != w || a.E2E.Count != w ||
+		a.ITL.Count != w*int64(cfg.Tokens-1) || a.ChunkLatency.Count != w*int64(cfg.Tokens) {
+		t.Errorf("histogram counts TTFT %d, E2E %d, ITL %d, chunk %d for %d measured answers of %d chunks",
+			a.TTFT.Count, a.E2E.Count, a.ITL.Count, a.ChunkLatency.Count, w, cfg.Tokens)
+	}
+	// No answer can end before its think and its chunks' schedule.
+	if min := float64(cfg.Length()) / 1e6; a.E2E.P50 < min || a.TTFT.P50 < float64(cfg.Think)/1e6 {
+		t.Errorf("end to end p50 %.2f ms, TTFT p50 %.2f ms: shorter than the schedule (%.2f ms, think %s)", a.E2E.P50, a.TTFT.P50, min, cfg.Think)
+	}
+	opened, sent := a.ConnectionsOpened, a.Answers.Sent
+	switch {
+	case conn == ConnFresh && opened != sent:
+		t.Errorf("-conn fresh opened %d connections for %d answers", opened, sent)
+	case (conn == ConnMux || conn == ConnH2) && opened != int64(cfg.Conns):
+		t.Errorf("-conn %s opened %d connections, want the %d of Conns", conn, opened, cfg.Conns)
+	case conn == ConnKeepAlive && (opened < 1 || opened > int64(cfg.Concurrency)):
+		t.Errorf("-conn keepalive opened %d connections, want 1..%d", opened, cfg.Concurrency)
+	}
+	if a.BytesPerChunk <= 0 || o.BytesSent <= 0 {
+		t.Errorf("bytes per chunk %.1f, sent %d: the socket's bytes were not counted", a.BytesPerChunk, o.BytesSent)
+	}
+}
+
+// countAccepts counts the connections a server accepts.
+type countAccepts struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countAccepts) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// Over TLS (https, the certificate checked against the test's CA) every
+// mode that speaks HTTP/1.1 delivers every answer whole, and -conn h2
+// carries sse and poll answers as HTTP/2 streams over TLS and h2c: every
+// chunk once, in order, done received, and the server accepted exactly
+// Conns TCP connections, the ones the run says it opened.
+func TestRunTLSAndH2(t *testing.T) {
+	cases := []struct{ proto, transport, conn string }{
+		{"tls", "sse", ConnKeepAlive}, {"tls", "sse", ConnFresh}, {"tls", "poll", ConnKeepAlive},
+		{"tls", "ws", ConnMux},
+		{"tls", "sse", ConnH2}, {"h2c", "sse", ConnH2}, {"tls", "poll", ConnH2}, {"h2c", "poll", ConnH2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.proto+"/"+tc.transport+"/"+tc.conn, func(t *testing.T) {
+			var accepted atomic.Int64
+			raw, caFile := servertest.ServeWrapped(t, server.Config{Transport: tc.transport}, tc.proto,
+				func(l net.Listener) net.Listener { return countAccepts{l, &accepted} })
+			base, err := url.Parse(raw)
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := o.Answer
-			want, _ := arrivalsIn(cfg, cfg.Warmup+cfg.Duration)
-			warm, _ := arrivalsIn(cfg, cfg.Warmup)
-			if a.Answers.Arrivals != want || a.Answers.Arrivals != a.Answers.NotSentCap+a.Answers.Sent || a.Window.Arrivals != want-warm {
-				t.Errorf("arrivals %d (%d not sent, %d sent), %d measured; want %d, the pacer's, %d after the warm-up",
-					a.Answers.Arrivals, a.Answers.NotSentCap, a.Answers.Sent, a.Window.Arrivals, want, want-warm)
+			cfg := Config{
+				Transport: tc.transport, Base: base, Conn: tc.conn, Conns: 2,
+				Rate: 60, Concurrency: 10, Tokens: 12, TokenRate: 200, Think: 10 * time.Millisecond,
+				Warmup: 200 * time.Millisecond, Duration: 400 * time.Millisecond, Drain: 10 * time.Second, Seed: 3,
 			}
-			if a.Answers.Sent == 0 || a.Answers.Completed != a.Answers.Sent {
-				t.Errorf("answers %+v: want every one sent completed; failures %v %v", a.Answers, o.Failures, o.Samples)
+			if caFile != "" {
+				cfg.TLS = &tls.Config{RootCAs: trust(t, caFile)}
 			}
-			if f := a.Faults(); len(f) > 0 {
-				t.Errorf("faults: %v", f)
+			o := runOK(t, cfg)
+			checkRun(t, cfg, tc.conn, o)
+			if n := accepted.Load(); n != o.Answer.ConnectionsOpened {
+				t.Errorf("the server accepted %d connections, the run says it opened %d", n, o.Answer.ConnectionsOpened)
 			}
-			if c := a.Chunks; c.Received != a.Answers.Sent*int64(cfg.Tokens) || c.Expected != c.Received {
-				t.Errorf("chunks %+v, want %d received and expected", c, a.Answers.Sent*int64(cfg.Tokens))
-			}
-			// The histograms hold the measured window's answers only.
-			if w := a.Window.Completed; w == 0 || a.TTFT.Count != w || a.E2E.Count != w ||
-				a.ITL.Count != w*int64(cfg.Tokens-1) || a.ChunkLatency.Count != w*int64(cfg.Tokens) {
-				t.Errorf("histogram counts TTFT %d, E2E %d, ITL %d, chunk %d for %d measured answers of %d chunks",
-					a.TTFT.Count, a.E2E.Count, a.ITL.Count, a.ChunkLatency.Count, w, cfg.Tokens)
-			}
-			// No answer can end before its think and its chunks' schedule.
-			if min := float64(cfg.Length()) / 1e6; a.E2E.P50 < min || a.TTFT.P50 < float64(cfg.Think)/1e6 {
-				t.Errorf("end to end p50 %.2f ms, TTFT p50 %.2f ms: shorter than the schedule (%.2f ms, think %s)", a.E2E.P50, a.TTFT.P50, min, cfg.Think)
-			}
-			opened, sent := a.ConnectionsOpened, a.Answers.Sent
-			switch {
-			case tc.conn == ConnFresh && opened != sent:
-				t.Errorf("-conn fresh opened %d connections for %d answers", opened, sent)
-			case tc.conn == ConnMux && opened != int64(cfg.Conns):
-				t.Errorf("-conn mux opened %d connections, want the %d sessions", opened, cfg.Conns)
-			case tc.conn == ConnKeepAlive && (opened < 1 || opened > int64(cfg.Concurrency)):
-				t.Errorf("-conn keepalive opened %d connections, want 1..%d", opened, cfg.Concurrency)
-			}
-			if a.BytesPerChunk <= 0 || o.BytesSent <= 0 {
-				t.Errorf("bytes per chunk %.1f, sent %d: the socket's bytes were not counted", a.BytesPerChunk, o.BytesSent)
+			// Over TLS the socket carries more than TLS carried: records,
+			// the handshakes.
+			if tls := tc.proto == "tls"; tls && !(o.PlainReceived > 0 && o.BytesReceived > o.PlainReceived) || !tls && o.PlainReceived != 0 {
+				t.Errorf("bytes received %d on the socket, %d above TLS", o.BytesReceived, o.PlainReceived)
 			}
 		})
 	}
+}
+
+// trust returns a pool of the PEM certificates in file.
+func trust(t *testing.T, file string) *x509.CertPool {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		t.Fatalf("no certificate in %s", file)
+	}
+	return p
 }
 
 // slowAccept makes a server slow: each Accept first waits delay, so the
@@ -168,7 +257,10 @@ func TestPollCutBodyIsNotMalformed(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	r, done := newRunner(&cfg, nil)
+	r, done, err := newRunner(&cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer done()
 	a := newAns(0, gen.Request{Tokens: 4, Rate: 50, Seed: 1}, time.Now().UnixNano(), r.stats[0])
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -214,7 +306,10 @@ func TestWSStrayMessages(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	r, done := newRunner(&cfg, nil)
+	r, done, err := newRunner(&cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer done()
 	a := newAns(0, gen.Request{Tokens: 1, Rate: 50, Seed: 1}, time.Now().UnixNano(), r.stats[0])
 	if err := r.one(context.Background(), a); err != nil || a.doneAt == 0 || a.got != 1 {

@@ -54,7 +54,7 @@ const (
 // sse runs answer a as POST /answer answered by an event stream: one
 // event per chunk, then event: done, then the end of the response.
 func (r *runner) sse(ctx context.Context, a *ans) error {
-	resp, err := r.post(ctx, r.http, a, "text/event-stream")
+	resp, err := r.post(ctx, r.rt, a, "text/event-stream")
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func (r *runner) sse(ctx context.Context, a *ans) error {
 
 // post sends answer a's request to POST /answer over tr, accepting
 // accept.
-func (r *runner) post(ctx context.Context, tr *http.Transport, a *ans, accept string) (*http.Response, error) {
+func (r *runner) post(ctx context.Context, tr http.RoundTripper, a *ans, accept string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.prefix+"/answer", bytes.NewReader(r.body(a, "")))
 	if err != nil {
 		return nil, err

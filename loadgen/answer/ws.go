@@ -47,10 +47,13 @@ type muxSlot struct {
 func newWSPool(r *runner) *wsPool {
 	p := &wsPool{r: r, all: map[*session]struct{}{}}
 	p.dialer = websocket.Dialer{
-		NetDialContext:   r.dial,
-		HandshakeTimeout: r.cfg.ConnectTimeout,
-		ReadBufferSize:   1 << 10,
-		WriteBufferSize:  1 << 10,
+		NetDialContext: r.dial,
+		// wss: r.dial hands over the connection with TLS done (ALPN
+		// http/1.1 only), counted on the socket and above TLS.
+		NetDialTLSContext: r.dial,
+		HandshakeTimeout:  r.cfg.ConnectTimeout,
+		ReadBufferSize:    1 << 10,
+		WriteBufferSize:   1 << 10,
 	}
 	p.url = "ws" + strings.TrimPrefix(r.prefix, "http") + "/answer"
 	if r.cfg.Conn == ConnMux {

@@ -15,8 +15,8 @@ import (
 // Malformed + Stray, Stalled = unfinished answers), so that whatever reads
 // the feed's counts sees the answers' faults.
 type Answer struct {
-	// The run's shape: connection mode (keepalive, fresh, mux), ws mux
-	// sessions, the cap on answers in flight, the offered rate (answers/s)
+	// The run's shape: connection mode (keepalive, fresh, mux, h2), ws
+	// mux sessions or HTTP/2 connections, the cap on answers in flight, the offered rate (answers/s)
 	// and each request's tokens, token rate (chunks/s) and think time.
 	Conn        string  `json:"conn"`
 	Conns       int     `json:"conns,omitempty"`

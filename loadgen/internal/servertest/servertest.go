@@ -47,6 +47,13 @@ func Serve(tb testing.TB, cfg server.Config, proto string) (base, caFile string)
 	return serve(tb, cfg, proto, nil)
 }
 
+// ServeWrapped is Serve with the server's listener wrapped by wrap (nil:
+// as is), so that a test can count the connections the server accepts.
+func ServeWrapped(tb testing.TB, cfg server.Config, proto string, wrap func(net.Listener) net.Listener) (base, caFile string) {
+	tb.Helper()
+	return serve(tb, cfg, proto, wrap)
+}
+
 func serve(tb testing.TB, cfg server.Config, proto string, wrap func(net.Listener) net.Listener) (base, caFile string) {
 	tb.Helper()
 	switch proto {
