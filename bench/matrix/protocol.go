@@ -22,10 +22,10 @@ func Protocols() Dimension {
 		{Name: "h1", About: "HTTP/1.1 over plaintext TCP"},
 		{Name: "tls", About: "HTTP/1.1 over TLS 1.3 (Go crypto/tls, self-signed ECDSA P-256, session tickets on); WebSocket is wss",
 			Server: []string{"-tls"}, Loadgen: []string{"-insecure"}, Scheme: "https"},
-		{Name: "h2", About: "HTTP/2 over TLS 1.3 (net/http, ALPN h2, 250 streams per connection); clients are streams over clients/100 connections",
+		{Name: "h2", About: "HTTP/2 over TLS 1.3 (net/http, ALPN h2, 250 streams per connection); feed clients are streams over clients/100 connections",
 			Server: []string{"-tls"}, Loadgen: []string{"-insecure", "-proto", "h2"}, Scheme: "https",
 			Transports: http2Transports, Unsupported: noWebSocketOverH2},
-		{Name: "h2c", About: "cleartext HTTP/2 with prior knowledge (net/http Protocols; browsers never use it); clients are streams over clients/100 connections",
+		{Name: "h2c", About: "cleartext HTTP/2 with prior knowledge (net/http Protocols; browsers never use it); feed clients are streams over clients/100 connections",
 			Server: []string{"-h2c"}, Loadgen: []string{"-proto", "h2"},
 			Transports: http2Transports, Unsupported: noWebSocketOverH2},
 	}}

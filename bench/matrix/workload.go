@@ -12,7 +12,8 @@ func Workloads() Dimension {
 		{Name: "answer", About: "per-request answer streams, as chat assistants stream replies: " +
 			"requests arrive open-loop (seeded Poisson) to keep the clients column's answers in flight on average, " +
 			"each for 64 chunks at 50/s after 200 ms think (the server's default request), timed from its intended send time; " +
-			"SSE and polling on HTTP/1.1 keep-alive (one answer at a time per connection), WebSocket multiplexed over one session per 32 answers of the cap",
+			"SSE and polling on HTTP/1.1 keep-alive (one answer at a time per connection; with protocol h2 or h2c, streams over one connection per 32 answers of the cap), " +
+			"WebSocket multiplexed over one session per 32 answers of the cap",
 			Loadgen:     []string{"-workload", "answer"},
 			Transports:  []string{"sse", "ws", "poll"},
 			Unsupported: "short polling has no answer flavour (a long poll is the polling answer)",
