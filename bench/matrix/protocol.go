@@ -47,7 +47,7 @@ func ProtocolsTable(sc Scale) Table {
 		Dims:       map[string][]string{report.DimProtocol: {"h1", "tls", "h2"}},
 		Rate:       10, Duration: time.Second, Warmup: 500 * time.Millisecond, Repeat: 1,
 		Columns: []string{report.MetricRSS.Key, report.MetricCPU.Key, report.MetricConnect.Key, report.MetricFT99.Key,
-			report.MetricBytes.Key, report.MetricP99.Key},
+			report.MetricBytes.Key, report.MetricTLSBytes.Key, report.MetricP99.Key},
 	}
 	if sc.Full {
 		t.Transports = []string{"sse", "ws", "poll", "shortpoll"}

@@ -58,11 +58,15 @@ type Figures struct {
 	Failures            Num // failed connection attempts, every cause
 	BytesPerTick        Num // wire bytes received per tick, as the client saw them
 	ServerBytesPerTick  Num // bytes the server wrote per delivery, from /metrics
-	RSSPerConn          Num // (RSS at N clients − idle RSS) / N
-	RSSGrowth           Num // RSS at the end of the window minus at its start
-	CPUPer1k            Num // server CPU milliseconds per 1,000 deliveries
-	CPUPer1kConns       Num // server CPU milliseconds per 1,000 connections (storm)
-	GoroutinesPerConn   Num // (goroutines at N − idle goroutines) / N
+	// TLSBytesPerTick is TLS's own share of BytesPerTick (records,
+	// handshakes): ciphertext minus plaintext received, per tick; missing
+	// without TLS.
+	TLSBytesPerTick   Num
+	RSSPerConn        Num // (RSS at N clients − idle RSS) / N
+	RSSGrowth         Num // RSS at the end of the window minus at its start
+	CPUPer1k          Num // server CPU milliseconds per 1,000 deliveries
+	CPUPer1kConns     Num // server CPU milliseconds per 1,000 connections (storm)
+	GoroutinesPerConn Num // (goroutines at N − idle goroutines) / N
 	// Reach: for each tick, the time from its scheduled ts until 50%, 99%
 	// and 100% of the subscriptions owed it had it; the figure is the
 	// median over the run's ticks that got there (ms). ReachNever* count
@@ -133,6 +137,9 @@ func Derive(run *Run) Figures {
 	f.Failures = Num(failures)
 	if res.Bytes.PerTick > 0 {
 		f.BytesPerTick = Num(res.Bytes.PerTick)
+		if res.Bytes.PlainReceived > 0 {
+			f.TLSBytesPerTick = Num(res.Bytes.TLSOverheadPerTick)
+		}
 	}
 	if srv.Deliveries > 0 {
 		f.ServerBytesPerTick = Num(srv.BytesWritten / srv.Deliveries)
@@ -218,7 +225,7 @@ func Derive(run *Run) Figures {
 func (f *Figures) nums() []*Num {
 	return []*Num{&f.P50, &f.P99, &f.P999, &f.FT50, &f.FT99, &f.FT999, &f.ConnectP99, &f.MsgsPerSec,
 		&f.Missing, &f.Duplicates, &f.OutOfOrder, &f.Wrong, &f.Gaps, &f.Reconnects, &f.Failures,
-		&f.BytesPerTick, &f.ServerBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
+		&f.BytesPerTick, &f.ServerBytesPerTick, &f.TLSBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
 		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100,
 		&f.SideCPUPer1k, &f.SideCPUShare, &f.P50OverOneWay, &f.P99OverOneWay, &f.Delivered, &f.StalledDropped,
 		&f.TTFT50, &f.TTFT99, &f.ITL99, &f.E2E99, &f.BytesPerChunk, &f.CPUPer1kChunks, &f.RSSPerAnswer}
@@ -291,6 +298,8 @@ var (
 		Bench: "msgs/s", BenchX: 1, Lower: false, Get: func(f *Figures) Num { return f.MsgsPerSec }}
 	MetricBytes = Metric{Key: "bytes_per_tick", Header: "B/tick", Name: "wire bytes per delivered tick", Unit: "B", Prec: 0,
 		Bench: "B/tick", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.BytesPerTick }, summary: true}
+	MetricTLSBytes = Metric{Key: "tls_bytes_per_tick", Header: "TLS B/tick", Name: "TLS bytes per delivered tick (records and handshakes)", Unit: "B", Prec: 0,
+		Bench: "tls-B/tick", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.TLSBytesPerTick }}
 	MetricRSS = Metric{Key: "rss_per_conn_bytes", Header: "RSS KiB/conn", Name: "server memory per connection", Unit: "KiB", Div: 1024, Prec: 1,
 		Bench: "rss-B/conn", BenchX: 1, Lower: true, Get: func(f *Figures) Num { return f.RSSPerConn }, summary: true}
 	MetricCPU = Metric{Key: "cpu_ms_per_1k", Header: "CPU ms/1k", Name: "server CPU per 1,000 deliveries", Unit: "ms", Prec: 2,
@@ -337,7 +346,7 @@ var MetricStalledDropped = Metric{Key: "stalled_dropped_pct", Header: "stalled d
 
 // AllMetrics lists every metric that is summarised.
 var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, MetricReach99, MetricReach100, MetricFT50, MetricFT99, MetricFT999, MetricConnect,
-	MetricMsgs, MetricBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
+	MetricMsgs, MetricBytes, MetricTLSBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
 	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare,
 	MetricP50OverOneWay, MetricP99OverOneWay, MetricDelivered, MetricStalledDropped,
 	MetricTTFT50, MetricTTFT99, MetricITL99, MetricE2E99, MetricBytesChunk, MetricCPUChunks, MetricRSSAnswer}

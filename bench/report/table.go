@@ -101,6 +101,11 @@ func TableColumns(t *Table, scenario string) []Metric {
 	var out []Metric
 	for _, k := range t.Columns {
 		if m, ok := MetricByKey(k); ok {
+			if scenario == Storm && m.Key == MetricCPU.Key {
+				// A storm delivers little: its server CPU is the
+				// connections' cost, as in the main table's storm.
+				m = MetricCPUConns
+			}
 			out = append(out, m)
 		}
 	}
