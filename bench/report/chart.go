@@ -82,7 +82,7 @@ func Charts(r *Report, format string) []Chart {
 				unit = "count"
 			}
 			against, xdim := "clients", ""
-			if t.XDim != "" {
+			if t.chartsAgainstDim() {
 				against, xdim = t.XLabel, t.XDim
 			}
 			out = append(out, Chart{
@@ -92,7 +92,7 @@ func Charts(r *Report, format string) []Chart {
 		}
 		// Reach, one chart per row: how long a tick takes to reach half,
 		// 99% and all of its subscriptions.
-		if t.XDim != "" {
+		if t.chartsAgainstDim() {
 			continue
 		}
 		for _, label := range rowLabels(sec, "") {
@@ -110,6 +110,13 @@ func Charts(r *Report, format string) []Chart {
 		}
 	}
 	return append(out, implsCharts(r, format)...)
+}
+
+// chartsAgainstDim reports whether the table's charts put its XDim on the
+// x axis: only when that dimension varies (a run of one network profile has
+// one point per line there, and is charted against the clients instead).
+func (t *Table) chartsAgainstDim() bool {
+	return t.XDim != "" && t.Varies(t.XDim) && len(t.DimX) > 0
 }
 
 // rowLabels lists a section's row labels in order, leaving out dimension

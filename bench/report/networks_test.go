@@ -102,3 +102,30 @@ func TestNetworkFindingsExpectedShape(t *testing.T) {
 		}
 	}
 }
+
+// TestChartsOfOneNetwork: a table that charts against the network
+// (XDim) but was run with one profile (bench -networks wan) charts
+// against the clients instead, and every chart renders. Before, the
+// latency chart had no point to draw and bench failed writing it.
+func TestChartsOfOneNetwork(t *testing.T) {
+	tb := Table{Name: NetworksTable, Title: "Latency vs RTT", XDim: DimNetwork, XLabel: "RTT ms",
+		Scenarios: []string{Steady}, Transports: []string{"sse", "ws"}, Clients: []int{100}, Rate: 50, Duration: Duration(time.Second), Repeat: 1}
+	r := New(Config{Tables: []Table{tb}}, Env{}, t0)
+	for _, tr := range []string{"sse", "ws"} {
+		r.Add(Run{Table: NetworksTable, Dims: Dims{Network: "wan"}, Scenario: Steady, Transport: tr, Clients: 100, Repeat: 1, Start: t0,
+			Result: fixture(t, tr, 100, 30000, 40000, 1000), Server: server(100, 0.5, 10000)})
+	}
+	if err := r.Close(t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	charts := Charts(r, "svg")
+	if len(charts) == 0 {
+		t.Fatal("no charts")
+	}
+	for _, c := range charts {
+		if c.XDim != "" {
+			t.Errorf("%s charts against %s with one value", c.File, c.XDim)
+		}
+		render(t, NewChartReporter(r, c))
+	}
+}
