@@ -64,3 +64,18 @@ func TestValuesApplyAndResolve(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptionSaysWhoIsLeftOut: a table run with one value that some of its
+// transports cannot take (bench -protocols h2c) says in its caption which
+// transports were left out and why, instead of dropping their rows
+// silently.
+func TestCaptionSaysWhoIsLeftOut(t *testing.T) {
+	tb := Table{Name: "t", Scenarios: []string{report.Steady}, Transports: []string{"sse", "ws"}, Clients: []int{1},
+		Dims: map[string][]string{report.DimProtocol: {"h2c"}}, Rate: 1, Duration: 1, Repeat: 1}
+	if got := len(tb.Cells(func(string, string) bool { return true })); got != 1 {
+		t.Errorf("%d cells, want sse's only", got)
+	}
+	if c := tb.Report().Conditions; !strings.Contains(c, "ws left out: ") {
+		t.Errorf("caption %q does not say ws was left out", c)
+	}
+}

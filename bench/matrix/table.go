@@ -177,7 +177,11 @@ func (t *Table) Report() report.Table {
 		names := t.Values(d.Name)
 		if len(names) == 1 {
 			v, _ := d.Lookup(names[0])
-			fixed = append(fixed, fmt.Sprintf("%s %s: %s", d.Name, v.Name, v.About))
+			about := v.About
+			if left := others(t.Transports, v.Transports); v.Transports != nil && len(left) > 0 && v.Unsupported != "" {
+				about += " (" + strings.Join(left, ", ") + " left out: " + v.Unsupported + ")"
+			}
+			fixed = append(fixed, fmt.Sprintf("%s %s: %s", d.Name, v.Name, about))
 			continue
 		}
 		if rt.DimValues == nil {
