@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -33,13 +32,7 @@ type answerPanel struct {
 // deterministic answer of the page's seed (the same question gives the same
 // text on every transport), and TTFT and tokens/s are shown.
 func TestAnswerPanelInBrowser(t *testing.T) {
-	exe := findChromium()
-	if exe == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("Chromium not found at /usr/bin/chromium or on PATH, and CI=true: install it with `apt-get update && apt-get install -y chromium`")
-		}
-		t.Skip("install Chromium: apt-get install chromium")
-	}
+	exe := requireChromium(t)
 	browser := startBrowser(t, exe)
 	a := startDemoServer(t, "127.0.0.1:0", Config{Transport: "all", Feed: demoFeed})
 	texts := map[string]string{}

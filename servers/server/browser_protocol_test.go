@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
@@ -80,13 +79,7 @@ func startProtoServer(t *testing.T, cfg Config, overTLS bool) (*Server, string) 
 // certificate (for its run only, not in any shared profile).
 func browsers(t *testing.T) (plain, secure context.Context) {
 	t.Helper()
-	exe := findChromium()
-	if exe == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("Chromium not found at /usr/bin/chromium or on PATH, and CI=true: install it with `apt-get update && apt-get install -y chromium`")
-		}
-		t.Skip("install Chromium: apt-get install chromium")
-	}
+	exe := requireChromium(t)
 	return startBrowser(t, exe), startBrowser(t, exe, chromedp.IgnoreCertErrors)
 }
 

@@ -87,6 +87,21 @@ func (s pageState) String() string {
 		s.Connects, s.Disconnects, s.Failures, s.Reconnects, len(s.Symbols))
 }
 
+// requireChromium returns Chromium's path for a browser test. Without it
+// the test skips, except under CI=true, where the browser tests must run
+// (.ci/run installs it): there it fails.
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	exe := findChromium()
+	if exe == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("Chromium not found at /usr/bin/chromium or on PATH, and CI=true: the browser tests must run in CI; install it with `apt-get update && apt-get install -y chromium` (.ci/run does)")
+		}
+		t.Skip("install Chromium: apt-get install chromium")
+	}
+	return exe
+}
+
 // findChromium returns Debian's Chromium, or chromium on PATH, or "".
 func findChromium() string {
 	if fi, err := os.Stat("/usr/bin/chromium"); err == nil && !fi.IsDir() {
@@ -108,13 +123,7 @@ func findChromium() string {
 // loss. A last subtest feeds the page a lossy stream to prove that its
 // missing and duplicate counters do count.
 func TestDemoPageInBrowser(t *testing.T) {
-	exe := findChromium()
-	if exe == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("Chromium not found at /usr/bin/chromium or on PATH, and CI=true: the browser test must run in CI; install it with `apt-get update && apt-get install -y chromium` (.ci/run does)")
-		}
-		t.Skip("install Chromium: apt-get install chromium")
-	}
+	exe := requireChromium(t)
 	browser := startBrowser(t, exe)
 	var shot sync.Once
 	for _, tr := range []string{"sse", "ws", "poll"} {
