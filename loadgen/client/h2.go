@@ -525,23 +525,9 @@ func (p *H2Poll) send(timeout time.Duration) (*http.Response, error) {
 // readBody reads the whole answer into p.answer (reusing its storage), at
 // most limit bytes.
 func (p *H2Poll) readBody(limit int) error {
-	p.answer = p.answer[:0]
-	for {
-		if len(p.answer) == cap(p.answer) {
-			if len(p.answer) >= limit {
-				return fmt.Errorf("%w: body longer than %d bytes", ErrProtocol, limit)
-			}
-			p.answer = append(p.answer, 0)[:len(p.answer)]
-		}
-		n, err := p.h2Stream.Read(p.answer[len(p.answer):cap(p.answer)])
-		p.answer = p.answer[:len(p.answer)+n]
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
+	var err error
+	p.answer, err = readAllInto(p.answer[:0], &p.h2Stream, limit)
+	return err
 }
 
 // stall sends the next long poll and leaves its answer unread (see Stall).

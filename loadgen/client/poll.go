@@ -166,24 +166,32 @@ func (p *Poll) stall() error {
 
 // readBody reads the whole body into p.body (reusing its storage).
 func (p *Poll) readBody(limit int) error {
-	p.body = p.body[:0]
 	if p.body == nil {
 		p.body = make([]byte, 0, 1024)
 	}
+	var err error
+	p.body, err = readAllInto(p.body[:0], &p.resp, limit)
+	return err
+}
+
+// readAllInto reads r to its end into buf (growing it as io.ReadAll would,
+// but keeping its storage for the next answer), refusing more than limit
+// bytes.
+func readAllInto(buf []byte, r io.Reader, limit int) ([]byte, error) {
 	for {
-		if len(p.body) == cap(p.body) {
-			if len(p.body) >= limit {
-				return fmt.Errorf("%w: body longer than %d bytes", ErrProtocol, limit)
+		if len(buf) == cap(buf) {
+			if len(buf) >= limit {
+				return buf, fmt.Errorf("%w: body longer than %d bytes", ErrProtocol, limit)
 			}
-			p.body = append(p.body, 0)[:len(p.body)]
+			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := p.resp.Read(p.body[len(p.body):cap(p.body)])
-		p.body = p.body[:len(p.body)+n]
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 		if errors.Is(err, io.EOF) {
-			return nil
+			return buf, nil
 		}
 		if err != nil {
-			return err
+			return buf, err
 		}
 	}
 }
