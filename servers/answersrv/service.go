@@ -245,14 +245,9 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	flavour, ok := negotiate(r.Header.Values("Accept"))
-	if !ok {
-		s.cfg.Metrics.BadRequests.WithLabelValues(metrics.SSE).Inc()
-		writeError(w, http.StatusNotAcceptable, "Accept must allow text/event-stream (SSE) or application/json (polling)")
-		return
-	}
-	if !s.serves(flavour) {
-		writeError(w, http.StatusNotFound, "this server does not serve "+flavour+" answers (-transport)")
+	flavour, status, msg := s.flavourOf(r)
+	if status != 0 {
+		writeError(w, status, msg)
 		return
 	}
 	rec := s.store.get(id, time.Now().UnixNano())
@@ -267,17 +262,28 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// create reads a POST /answer: the flavour from Accept, the bounded body,
-// then starts an SSE stream or a polling answer.
-func (s *Service) create(w http.ResponseWriter, r *http.Request) {
+// flavourOf picks the answer flavour (SSE or polling) a request's Accept
+// asks for, or the status and message that refuse it: 406 for an Accept
+// that allows neither, 404 for a flavour this server's -transport does not
+// serve.
+func (s *Service) flavourOf(r *http.Request) (flavour string, status int, msg string) {
 	flavour, ok := negotiate(r.Header.Values("Accept"))
 	if !ok {
 		s.cfg.Metrics.BadRequests.WithLabelValues(metrics.SSE).Inc()
-		refuseBody(w, http.StatusNotAcceptable, "Accept must allow text/event-stream (SSE) or application/json (polling)")
-		return
+		return "", http.StatusNotAcceptable, "Accept must allow text/event-stream (SSE) or application/json (polling)"
 	}
 	if !s.serves(flavour) {
-		refuseBody(w, http.StatusNotFound, "this server does not serve "+flavour+" answers (-transport)")
+		return "", http.StatusNotFound, "this server does not serve " + flavour + " answers (-transport)"
+	}
+	return flavour, 0, ""
+}
+
+// create reads a POST /answer: the flavour from Accept, the bounded body,
+// then starts an SSE stream or a polling answer.
+func (s *Service) create(w http.ResponseWriter, r *http.Request) {
+	flavour, status, msg := s.flavourOf(r)
+	if status != 0 {
+		refuseBody(w, status, msg)
 		return
 	}
 	bad := s.cfg.Metrics.BadRequests.WithLabelValues(flavour)
