@@ -11,7 +11,6 @@ const (
 	phaseConnect              // the ramp is over; waiting for every client to connect
 	phaseWarm                 // -warmup: ticks are checked but not recorded
 	phaseMeasure              // the measured window, -duration
-	phaseSettled              // its second half: connecting's garbage was returned to the OS
 	phaseDrain                // waiting up to -drain for the ticks scheduled before the end
 	phaseDone
 )
@@ -25,7 +24,7 @@ func (p phase) String() string {
 		return "connect"
 	case phaseWarm:
 		return "warm"
-	case phaseMeasure, phaseSettled:
+	case phaseMeasure:
 		return "run"
 	case phaseDrain:
 		return "drain"
@@ -83,12 +82,9 @@ func (p plan) at(elapsed time.Duration, obs observed) (phase, time.Duration) {
 	if elapsed < measure {
 		return phaseWarm, measure - elapsed
 	}
-	if settle := measure + p.duration/2; elapsed < settle {
-		return phaseMeasure, settle - elapsed
-	}
 	end := measure + p.duration
 	if elapsed < end {
-		return phaseSettled, end - elapsed
+		return phaseMeasure, end - elapsed
 	}
 	if drained := end + p.drain; elapsed < drained && !obs.caughtUp {
 		return phaseDrain, drained - elapsed

@@ -28,14 +28,14 @@ func TestPlan(t *testing.T) {
 		{"all in after the ramp: warm-up from then", full, 4 * s, in(3 * s), phaseWarm, 2 * s},
 		{"never all in: window at ramp + connect timeout", full, 12 * s, notYet, phaseWarm, 3 * s},
 		{"all in too late counts as never", full, 13 * s, in(12 * s), phaseWarm, 2 * s},
-		{"measure", full, 7 * s, in(3 * s), phaseMeasure, s},
-		{"second half", full, 8 * s, in(3 * s), phaseSettled, 2 * s},
+		{"measure", full, 7 * s, in(3 * s), phaseMeasure, 3 * s},
+		{"end of the window", full, 8 * s, in(3 * s), phaseMeasure, 2 * s},
 		{"drain", full, 10 * s, in(3 * s), phaseDrain, 5 * s},
 		{"drain ends when caught up", full, 10 * s, observed{allIn: 3 * s, caughtUp: true}, phaseDone, 0},
 		{"drain ends at -drain", full, 15 * s, in(3 * s), phaseDone, 0},
-		{"no ramp, no warm-up: measure as soon as all are in", bare, ms(300), in(ms(300)), phaseMeasure, 2 * s},
+		{"no ramp, no warm-up: measure as soon as all are in", bare, ms(300), in(ms(300)), phaseMeasure, 4 * s},
 		{"no ramp, waiting", bare, ms(300), notYet, phaseConnect, ms(9700)},
-		{"no ramp, all in at once", bare, 0, in(0), phaseMeasure, 2 * s},
+		{"no ramp, all in at once", bare, 0, in(0), phaseMeasure, 4 * s},
 		{"no ramp, end of window", bare, ms(4300), in(ms(300)), phaseDrain, 5 * s},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

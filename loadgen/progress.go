@@ -10,16 +10,21 @@ import (
 )
 
 // aux owns the goroutines that watch a run rather than drive it: the lag
-// probe and the progress reporter. stop ends both and waits for them.
+// probe and the progress reporter. stopLag ends the probe (the span the
+// figures come from is over: what follows, closing thousands of clients
+// and writing the result, must not count as lag); stop ends both and
+// waits for them.
 type aux struct {
-	quit     chan struct{}
-	lag      chan *hdrhistogram.Histogram
-	progDone chan struct{}
+	quit, lagQuit chan struct{}
+	lagDone       chan *hdrhistogram.Histogram
+	lag           *hdrhistogram.Histogram // once stopLag returned
+	progDone      chan struct{}
 }
 
 func newAux(r *run) *aux {
-	a := &aux{quit: make(chan struct{}), lag: make(chan *hdrhistogram.Histogram, 1), progDone: make(chan struct{})}
-	go func() { a.lag <- lagProbe(a.quit) }()
+	a := &aux{quit: make(chan struct{}), lagQuit: make(chan struct{}),
+		lagDone: make(chan *hdrhistogram.Histogram, 1), progDone: make(chan struct{})}
+	go func() { a.lagDone <- lagProbe(a.lagQuit) }()
 	go func() {
 		defer close(a.progDone)
 		r.progress(a.quit)
@@ -27,11 +32,21 @@ func newAux(r *run) *aux {
 	return a
 }
 
+// stopLag ends the lag probe and returns its histogram; later calls
+// return the same one.
+func (a *aux) stopLag() *hdrhistogram.Histogram {
+	if a.lag == nil {
+		close(a.lagQuit)
+		a.lag = <-a.lagDone
+	}
+	return a.lag
+}
+
 // stop ends the goroutines and returns the lag histogram.
 func (a *aux) stop() *hdrhistogram.Histogram {
 	close(a.quit)
 	<-a.progDone
-	return <-a.lag
+	return a.stopLag()
 }
 
 // progress writes the live progress until quit: one line redrawn in place

@@ -227,6 +227,8 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 	f := r.startFleet(ctx, subs)
 	defer f.cancel()
 	w := r.pace(ctx, start, f)
+	aux.stopLag() // the figures' span ends with the drain
+	w.rss = settledRSS()
 	f.stop()
 	res := r.result(start, cpu0, aux)
 	res.Connected = w.connected
@@ -260,13 +262,24 @@ func (r *run) streams(ctx context.Context) (*result.Result, error) {
 	return res, nil
 }
 
+// settledRSS returns the RSS once connecting's garbage (handshake buffers,
+// headers) went back to the OS, so that it is what the connected clients
+// hold. Call it only after the drain: the forced collection holds the
+// process for milliseconds (13 ms at 5000 clients on one core), which in
+// the window would delay every client's reads and show as latency.
+func settledRSS() int64 {
+	debug.FreeOSMemory()
+	return currentRSS()
+}
+
 // window is what pace saw of the measured window and of the run at its
 // end.
 type window struct {
 	measured           bool      // the window began (not cancelled before)
 	start, end         time.Time // start is the run's when it never began
 	startMsgs, endMsgs int64     // ticks received by then
-	connected, rss     int64     // clients connected and RSS at the end
+	connected          int64     // clients connected at the end
+	rss                int64     // after the drain (settledRSS)
 	h                  uint64    // the newest seq scheduled at the end: what every subscription is owed
 }
 
@@ -286,7 +299,7 @@ func (r *run) pace(ctx context.Context, start time.Time, f *fleet) window {
 	end := func() {
 		f.stopChurn() // the drain must see no new reconnects
 		w.end = time.Now()
-		w.endMsgs, w.connected, w.rss = r.messages(), r.connected.Load(), currentRSS()
+		w.endMsgs, w.connected = r.messages(), r.connected.Load()
 		sched = r.schedule()
 		w.h = sched.seqAt(w.end.UnixNano())
 	}
@@ -309,12 +322,6 @@ func (r *run) pace(ctx context.Context, start time.Time, f *fleet) window {
 				if r.cfg.Warmup > 0 {
 					r.recordFrom.Store(w.start.UnixNano())
 				}
-			}
-			if cur < phaseSettled && next >= phaseSettled {
-				// Connecting leaves garbage (handshake buffers, headers);
-				// return it to the OS so that the RSS measured at the end
-				// is what the connected clients hold.
-				debug.FreeOSMemory()
 			}
 			if cur < phaseDrain && next >= phaseDrain {
 				end()
