@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pushbench/pushbench/internal/alarm"
 	"github.com/pushbench/pushbench/loadgen/client"
 	"github.com/pushbench/pushbench/loadgen/result"
 	gen "github.com/pushbench/pushbench/servers/answer"
@@ -79,7 +80,9 @@ func Run(ctx context.Context, cfg Config, dialer *client.Dialer) (*Outcome, erro
 	for _, st := range r.stats {
 		st.winFrom, st.winTo = from.UnixNano(), from.Add(cfg.Duration).UnixNano()
 	}
-	r.arrivals(ctx, ansCtx, start)
+	if err := r.arrivals(ctx, ansCtx, start); err != nil {
+		return nil, err
+	}
 	// The last arrival came before the window's end: wait for the end to
 	// count the answers in flight then.
 	if sleepUntil(ctx, from.Add(cfg.Duration)) {
@@ -203,25 +206,37 @@ func (r *runner) newTransport(fresh bool) *http.Transport {
 // arrivals sends answers at the Poisson arrival times until cfg.Warmup +
 // cfg.Duration or ctx ends; each answer runs in its own goroutine with
 // ansCtx, timed from its arrival time however late this loop reaches it.
-func (r *runner) arrivals(ctx, ansCtx context.Context, start time.Time) {
+// The loop waits on an alarm, not a time.Timer: Go's timers fire up to a
+// millisecond late in a quiet process, and every TTFT would carry that.
+func (r *runner) arrivals(ctx, ansCtx context.Context, start time.Time) error {
 	cfg := r.cfg
 	p := &PoissonPacer{Freq: cfg.Rate, Seed: cfg.Seed}
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
+	clock, err := alarm.New()
+	if err != nil {
+		return fmt.Errorf("answer: %w", err)
+	}
+	clockCtx, stopClock := context.WithCancel(ctx)
+	clockDone := make(chan struct{})
+	go func() {
+		defer close(clockDone)
+		_ = clock.Run(clockCtx) // ends with clockCtx
+	}()
+	defer func() { stopClock(); <-clockDone }()
+	wake := clock.NewAlarm()
 	for n := uint64(0); ; n++ {
 		at := p.At(n)
 		if at >= cfg.Warmup+cfg.Duration {
-			return
+			return nil
 		}
-		if d := time.Until(start.Add(at)); d > 0 {
-			t.Reset(d)
+		if due := start.Add(at); time.Until(due) > 0 {
+			wake.Set(due.UnixNano())
 			select {
 			case <-ctx.Done():
-				return
-			case <-t.C:
+				return nil
+			case <-wake.C:
 			}
 		} else if ctx.Err() != nil {
-			return
+			return nil
 		}
 		r.arrived.Add(1)
 		if at >= cfg.Warmup {
