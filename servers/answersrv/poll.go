@@ -63,14 +63,20 @@ func (s *Service) poll(w http.ResponseWriter, r *http.Request, rec *record) {
 	s.touch(rec, +1)
 	defer s.touch(rec, -1)
 	if next < req.Tokens && timeout > 0 {
-		if wait := time.Duration(req.Due(rec.arrival, next) - time.Now().UnixNano()); wait > 0 {
-			t := time.NewTimer(min(wait, timeout))
+		if due := req.Due(rec.arrival, next); due > time.Now().UnixNano() {
+			wake := s.newChunkWake()
+			if until := time.Now().Add(timeout).UnixNano(); until < due {
+				wake.set(1, until) // the poll's timeout, not a chunk: a Go timer
+			} else {
+				wake.set(next, due)
+			}
 			select {
-			case <-t.C:
+			case <-wake.A:
+			case <-wake.T:
 			case <-r.Context().Done():
 			case <-s.cfg.Shutdown.Done():
 			}
-			t.Stop()
+			wake.stop()
 		}
 	}
 	end := min(req.DueBy(rec.arrival, time.Now().UnixNano()), next+maxPollChunks)

@@ -42,6 +42,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushbench/pushbench/internal/alarm"
 	"github.com/pushbench/pushbench/servers/answer"
 	"github.com/pushbench/pushbench/servers/metrics"
 )
@@ -92,7 +93,10 @@ type Config struct {
 
 // Service is the http.Handler of /answer and /answer/{id}.
 type Service struct {
-	cfg      Config
+	cfg Config
+	// clock wakes whoever delivers an answer when its first chunk is due
+	// (see chunkWake). Run runs it.
+	clock    *alarm.Clock
 	store    store
 	inFlight atomic.Int64
 	ws       wsUpgrader
@@ -133,15 +137,28 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Metrics == nil {
 		return nil, errors.New("answer: Config.Metrics is required")
 	}
-	s := &Service{cfg: cfg}
+	clock, err := alarm.New()
+	if err != nil {
+		return nil, fmt.Errorf("answer: %w", err)
+	}
+	s := &Service{cfg: cfg, clock: clock}
 	s.store.init(cfg.Metrics.Retained)
 	s.ws.init(cfg.AllowOrigin)
 	return s, nil
 }
 
-// Run expires retained answers and frees the slots of idle polling answers
-// until ctx is done or the server shuts down.
+// Run runs the answers' alarm clock, expires retained answers and frees
+// the slots of idle polling answers until ctx is done or the server shuts
+// down. First chunks are on time only while it runs; once it returned,
+// their waits end at once.
 func (s *Service) Run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	clockDone := make(chan struct{})
+	go func() {
+		defer close(clockDone)
+		_ = s.clock.Run(ctx) // ends with ctx
+	}()
+	defer func() { cancel(); <-clockDone }()
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {

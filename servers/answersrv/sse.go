@@ -87,7 +87,8 @@ func (s *Service) streamSSE(w http.ResponseWriter, r *http.Request, rec *record,
 		return outcomeOf(err)
 	}
 	req, next := rec.req, from
-	var timer *time.Timer
+	wake := s.newChunkWake()
+	defer wake.stop()
 	for {
 		if due := req.DueBy(rec.arrival, time.Now().UnixNano()); due > next {
 			bp := bufs.Get().(*[]byte)
@@ -114,15 +115,10 @@ func (s *Service) streamSSE(w http.ResponseWriter, r *http.Request, rec *record,
 			}
 			continue // more may be due already (a batch was cut at maxBatch)
 		}
-		wait := time.Duration(req.Due(rec.arrival, next) - time.Now().UnixNano())
-		if timer == nil {
-			timer = time.NewTimer(wait)
-			defer timer.Stop()
-		} else {
-			timer.Reset(wait)
-		}
+		wake.set(next, req.Due(rec.arrival, next))
 		select {
-		case <-timer.C:
+		case <-wake.A:
+		case <-wake.T:
 		case <-r.Context().Done():
 			return metrics.AnswerDeparted
 		case <-s.cfg.Shutdown.Done():

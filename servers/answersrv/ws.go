@@ -206,8 +206,8 @@ func (ss *wsSession) write(ctx context.Context) {
 		defer t.Stop()
 		ping = t.C
 	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	wake := s.newChunkWake()
+	defer wake.stop()
 	var b []byte
 	for {
 		now := time.Now().UnixNano()
@@ -237,11 +237,11 @@ func (ss *wsSession) write(ctx context.Context) {
 		if len(b) > 4<<10 {
 			b = nil // do not keep a large message's buffer
 		}
-		wait := time.Hour
 		if len(active) > 0 {
-			wait = time.Duration(active[0].due - time.Now().UnixNano())
+			wake.set(active[0].next, active[0].due)
+		} else {
+			wake.stop()
 		}
-		timer.Reset(wait)
 		select {
 		case ev := <-ss.in:
 			if ev.a != nil {
@@ -250,7 +250,8 @@ func (ss *wsSession) write(ctx context.Context) {
 				outcome = outcomeOf(err)
 				return
 			}
-		case <-timer.C:
+		case <-wake.A:
+		case <-wake.T:
 		case <-ping:
 			if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(max(s.cfg.WriteTimeout, time.Second))); err != nil {
 				outcome = outcomeOf(err)
