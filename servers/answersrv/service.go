@@ -95,7 +95,7 @@ type Config struct {
 type Service struct {
 	cfg Config
 	// clock wakes whoever delivers an answer when its first chunk is due
-	// (see chunkWake). Run runs it.
+	// (see chunkWake). RunClock runs it.
 	clock    *alarm.Clock
 	store    store
 	inFlight atomic.Int64
@@ -147,18 +147,16 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Run runs the answers' alarm clock, expires retained answers and frees
-// the slots of idle polling answers until ctx is done or the server shuts
-// down. First chunks are on time only while it runs; once it returned,
-// their waits end at once.
+// RunClock runs the alarm clock the first chunks wait on (see chunkWake)
+// until ctx is done; once it returned, their waits end at once. The owner
+// starts it beside Run.
+func (s *Service) RunClock(ctx context.Context) {
+	_ = s.clock.Run(ctx) // ctx's error: the only way it ends
+}
+
+// Run expires retained answers and frees the slots of idle polling answers
+// until ctx is done or the server shuts down.
 func (s *Service) Run(ctx context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	clockDone := make(chan struct{})
-	go func() {
-		defer close(clockDone)
-		_ = s.clock.Run(ctx) // ends with ctx
-	}()
-	defer func() { cancel(); <-clockDone }()
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {

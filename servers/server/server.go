@@ -213,8 +213,8 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 // not serve answer 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Run publishes the feed and runs the answer service's janitor until ctx
-// is done or Shutdown is called.
+// Run publishes the feed and runs the answer service's janitor and clock
+// until ctx is done or Shutdown is called.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
@@ -232,12 +232,18 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
-	janitorDone := make(chan struct{})
+	// Both start here, not from inside another goroutine, so that they
+	// exist by the time the feed is Ready (tests count goroutines then).
+	janitorDone, clockDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(janitorDone)
 		s.answers.Run(ctx)
 	}()
-	defer func() { cancel(); <-janitorDone }()
+	go func() {
+		defer close(clockDone)
+		s.answers.RunClock(ctx)
+	}()
+	defer func() { cancel(); <-janitorDone; <-clockDone }()
 	return s.feed.Run(ctx)
 }
 
