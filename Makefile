@@ -14,6 +14,7 @@ build:
 	$(GO) build -o $(BIN)/loadgen ./loadgen/cmd/loadgen
 	$(GO) build -o $(BIN)/bench ./bench/cmd/bench
 	$(GO) build -o $(BIN)/netshape ./network/cmd/netshape
+	$(GO) build -o $(BIN)/readfloor ./loadgen/cmd/readfloor
 
 vet:
 	$(GO) vet ./...
