@@ -66,9 +66,9 @@ func (s *Service) poll(w http.ResponseWriter, r *http.Request, rec *record) {
 		if due := req.Due(rec.arrival, next); due > time.Now().UnixNano() {
 			wake := s.newChunkWake()
 			if until := time.Now().Add(timeout).UnixNano(); until < due {
-				wake.set(1, until) // the poll's timeout, not a chunk: a Go timer
+				wake.set(false, until) // the poll's timeout, not a chunk
 			} else {
-				wake.set(next, due)
+				wake.set(next == 0, due)
 			}
 			select {
 			case <-wake.A:

@@ -115,7 +115,7 @@ func (s *Service) streamSSE(w http.ResponseWriter, r *http.Request, rec *record,
 			}
 			continue // more may be due already (a batch was cut at maxBatch)
 		}
-		wake.set(next, req.Due(rec.arrival, next))
+		wake.set(next == 0, req.Due(rec.arrival, next))
 		select {
 		case <-wake.A:
 		case <-wake.T:

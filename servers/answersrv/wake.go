@@ -34,9 +34,10 @@ func (s *Service) newChunkWake() *chunkWake {
 	return &chunkWake{first: a, later: t, A: a.C, T: t.C}
 }
 
-// set arms the wake for chunk k of an answer, due at due (Unix ns).
-func (w *chunkWake) set(k int, due int64) {
-	if k == 0 {
+// set arms the wake for due (Unix ns): on the alarm for an answer's
+// first chunk, on the Go timer for anything else.
+func (w *chunkWake) set(first bool, due int64) {
+	if first {
 		w.later.Stop()
 		w.first.Set(due)
 		return

@@ -31,7 +31,7 @@ func TestChunkWake(t *testing.T) {
 		wantAlarm bool
 	}{{0, true}, {1, false}, {63, false}, {0, true}} {
 		due := time.Now().Add(5 * time.Millisecond).UnixNano()
-		w.set(tc.k, due)
+		w.set(tc.k == 0, due)
 		var gotAlarm bool
 		select {
 		case <-w.A:
@@ -48,8 +48,8 @@ func TestChunkWake(t *testing.T) {
 		}
 	}
 
-	w.set(0, time.Now().Add(5*time.Millisecond).UnixNano())
-	w.set(2, time.Now().Add(time.Hour).UnixNano()) // replaces the first chunk's alarm
+	w.set(true, time.Now().Add(5*time.Millisecond).UnixNano())
+	w.set(false, time.Now().Add(time.Hour).UnixNano()) // replaces the first chunk's alarm
 	w.stop()
 	select {
 	case <-w.A:

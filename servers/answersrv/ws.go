@@ -238,7 +238,7 @@ func (ss *wsSession) write(ctx context.Context) {
 			b = nil // do not keep a large message's buffer
 		}
 		if len(active) > 0 {
-			wake.set(active[0].next, active[0].due)
+			wake.set(active[0].next == 0, active[0].due)
 		} else {
 			wake.stop()
 		}
