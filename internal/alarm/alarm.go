@@ -53,20 +53,14 @@ func New() (*Clock, error) {
 
 // Run delivers alarms until ctx ends, then releases the Clock: alarms set
 // after that fire at once, so that no one waits forever on a stopped
-// Clock. It returns ctx's error.
+// Clock. It returns ctx's error, or the error that stopped it waiting
+// (the Clock is released then too).
 func (c *Clock) Run(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.closed = true
-		for len(c.alarms) > 0 {
-			heap.Pop(&c.alarms).(*Alarm).fire()
-		}
-		c.mu.Unlock()
-		_ = c.w.close() // wakes wait with an error
-	})
+	stop := context.AfterFunc(ctx, c.release)
 	defer stop()
 	for {
 		if err := c.w.wait(); err != nil {
+			c.release()
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -84,6 +78,21 @@ func (c *Clock) Run(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// release fires every pending alarm, makes later ones fire at once and
+// closes the waker (which ends a wait); calling it again does nothing.
+func (c *Clock) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.closed = true
+	for len(c.alarms) > 0 {
+		heap.Pop(&c.alarms).(*Alarm).fire()
+	}
+	_ = c.w.close()
 }
 
 // NewAlarm returns an alarm of c that is not set.
