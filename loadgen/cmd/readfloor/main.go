@@ -75,13 +75,24 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("readfloor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors in one line below; -h prints the flags
 	addr := fs.String("addr", "127.0.0.1:8080", "the server's host:port (plain HTTP/1.1)")
 	clients := fs.Int("clients", 1000, "SSE streams to open")
 	mode := fs.String("mode", "epoll", "epoll (one read per ready socket) or uring (io_uring multishot receives)")
 	warm := fs.Duration("warmup", time.Second, "read this long before measuring")
 	dur := fs.Duration("duration", 5*time.Second, "the measured window")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "Usage: readfloor [flags] (see scripts/read-floor.sh)")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "readfloor: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "readfloor: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
 	readers := map[string]reader{"epoll": readEpoll, "uring": readUring}

@@ -54,13 +54,18 @@ func TestBadFlags(t *testing.T) {
 		{"-duration", "0s"},
 		{"-warmup", "-1s"},
 		{"-nope"},
+		{"extra"},
 	} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d; want 2 (stderr %q)", args, code, errOut.String())
 		}
-		if bytes.Count(errOut.Bytes(), []byte("\n")) == 0 {
-			t.Errorf("%v: nothing said on stderr", args)
+		if n := bytes.Count(errOut.Bytes(), []byte("\n")); n != 1 {
+			t.Errorf("%v: %d lines on stderr; want one: %q", args, n, errOut.String())
 		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-h"}, &out, &errOut); code != 0 || !bytes.Contains(out.Bytes(), []byte("-mode")) {
+		t.Errorf("-h: exit %d, stdout %q; want 0 and the flags", code, out.String())
 	}
 }
