@@ -51,6 +51,23 @@ func New() (*Clock, error) {
 	return &Clock{w: w}, nil
 }
 
+// Start returns a new Clock with Run already running in a goroutine of
+// its own, for an owner that needs the clock for a while: stop ends Run
+// and waits for its goroutine (so does ctx ending, but only stop waits).
+func Start(ctx context.Context) (c *Clock, stop func(), err error) {
+	c, err = New()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Run(ctx) // ends with ctx
+	}()
+	return c, func() { cancel(); <-done }, nil
+}
+
 // Run delivers alarms until ctx ends, then releases the Clock: alarms set
 // after that fire at once, so that no one waits forever on a stopped
 // Clock. It returns ctx's error, or the error that stopped it waiting

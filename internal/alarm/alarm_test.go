@@ -155,3 +155,21 @@ func BenchmarkLateness(b *testing.B) {
 		})
 	})
 }
+
+// TestStartStop checks the clock Start runs: its alarms fire, and once
+// stop returned the clock is released (an alarm set then fires at once).
+func TestStartStop(t *testing.T) {
+	c, stop, err := Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.NewAlarm()
+	due := time.Now().Add(5 * time.Millisecond).UnixNano()
+	a.Set(due)
+	if at := receive(t, a, "alarm of a started clock"); at.UnixNano() < due {
+		t.Errorf("fired %v early", time.Duration(due-at.UnixNano()))
+	}
+	stop()
+	a.Set(time.Now().Add(time.Hour).UnixNano())
+	receive(t, a, "alarm set after stop")
+}

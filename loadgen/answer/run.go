@@ -211,17 +211,11 @@ func (r *runner) newTransport(fresh bool) *http.Transport {
 func (r *runner) arrivals(ctx, ansCtx context.Context, start time.Time) error {
 	cfg := r.cfg
 	p := &PoissonPacer{Freq: cfg.Rate, Seed: cfg.Seed}
-	clock, err := alarm.New()
+	clock, stopClock, err := alarm.Start(ctx)
 	if err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}
-	clockCtx, stopClock := context.WithCancel(ctx)
-	clockDone := make(chan struct{})
-	go func() {
-		defer close(clockDone)
-		_ = clock.Run(clockCtx) // ends with clockCtx
-	}()
-	defer func() { stopClock(); <-clockDone }()
+	defer stopClock()
 	wake := clock.NewAlarm()
 	for n := uint64(0); ; n++ {
 		at := p.At(n)

@@ -12,17 +12,11 @@ import (
 // the later ones on the Go timer, neither before its due, and that stop
 // leaves nothing to receive.
 func TestChunkWake(t *testing.T) {
-	clock, err := alarm.New()
+	clock, stop, err := alarm.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = clock.Run(ctx)
-	}()
-	defer func() { cancel(); <-done }()
+	defer stop()
 	s := &Service{clock: clock}
 	w := s.newChunkWake()
 
