@@ -74,15 +74,16 @@ func answerFindings(r *Report, sec Section) []string {
 		label                   string
 		clients                 int
 		think, interval, ttft   float64
+		answers                 int // answers timed for TTFT, in the first run
 		itl, lost, bpc, flagged string
 	}
 	var rows []row
 	for _, c := range sec.Cells {
-		think, interval := math.NaN(), math.NaN()
+		think, interval, answers := math.NaN(), math.NaN(), 0
 		for _, run := range c.Runs {
 			if run.OK() && run.Result.Answer != nil {
 				a := run.Result.Answer
-				think, interval = a.ThinkMs, 1000/a.TokenRate
+				think, interval, answers = a.ThinkMs, 1000/a.TokenRate, int(a.TTFT.Count)
 				break
 			}
 		}
@@ -91,7 +92,7 @@ func answerFindings(r *Report, sec Section) []string {
 			continue
 		}
 		rows = append(rows, row{label: RowLabel(sec.Table, c), clients: c.Clients, think: think, interval: interval,
-			ttft: float64(ttft), itl: value(MetricITL99, c.Summary.Stat(MetricITL99).Median),
+			ttft: float64(ttft), answers: answers, itl: value(MetricITL99, c.Summary.Stat(MetricITL99).Median),
 			bpc: value(MetricBytesChunk, c.Summary.Stat(MetricBytesChunk).Median), flagged: Flags(&c.Summary)})
 	}
 	slices.SortStableFunc(rows, func(a, b row) int { return a.clients - b.clients })
@@ -102,7 +103,12 @@ func answerFindings(r *Report, sec Section) []string {
 			continue
 		}
 		think = rw.think
-		s := fmt.Sprintf("%s %+.1f ms", rw.label, rw.ttft-rw.think)
+		// A p99 of fewer than 100 answers is their worst one: say how
+		// many it is of, so that one stall is not read as a tail.
+		s := fmt.Sprintf("%s %+.1f ms of %d answers", rw.label, rw.ttft-rw.think, rw.answers)
+		if rw.answers < 100 {
+			s += ", the worst of them"
+		}
 		if rw.flagged != "" {
 			s += " (flagged " + rw.flagged + ")"
 		}
