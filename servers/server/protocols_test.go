@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -366,6 +367,65 @@ func TestSlowClientDropsOverTLSAndH2(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledStreamOnHealthyH2Connection: on one HTTP/2 connection, a
+// stream whose client stops reading is reset at the write timeout (its
+// flow-control window full, the connection still draining), while a
+// stream beside it that reads goes on receiving long after the write
+// timeout: the timeout bounds each write, not a stream's life.
+func TestStalledStreamOnHealthyH2Connection(t *testing.T) {
+	for _, p := range []proto{{name: "h2", tls: true, h2: true}, {name: "h2c", h2: true}} {
+		t.Run(p.name, func(t *testing.T) {
+			const writeTimeout = 300 * time.Millisecond
+			ts := startOver(t, p, server.Config{Transport: "sse", WriteTimeout: writeTimeout,
+				Feed: feed.Config{Rate: 2000, Symbols: 64, History: 4096}})
+			tr := ts.client().Transport.(*http.Transport).Clone()
+			tr.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: 16 << 10}
+			c := &http.Client{Transport: tr}
+			defer tr.CloseIdleConnections()
+			// get opens a stream and says which connection it rides on.
+			get := func() (*http.Response, string) {
+				var local string
+				trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) { local = ci.Conn.LocalAddr().String() }}
+				req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, ts.base+"/sse", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return resp, local
+			}
+			stalled, on1 := get()
+			defer stalled.Body.Close() // never read
+			live, on2 := get()
+			defer live.Body.Close()
+			if on1 != on2 {
+				t.Fatalf("the two streams ride on %s and %s, want one connection", on1, on2)
+			}
+			var got atomic.Int64 // bytes the live stream has read
+			go func() { _, _ = io.Copy(countingWriter{&got}, live.Body) }()
+			waitFor(t, 15*time.Second, "the stalled stream's drop", func() bool {
+				return ts.scrape(t, "pushbench_drops_total", `cause="write_timeout",transport="sse"`) == 1
+			})
+			// The live stream outlives several write timeouts.
+			before := got.Load()
+			time.Sleep(4 * writeTimeout)
+			if after := got.Load(); after <= before {
+				t.Errorf("the live stream stopped receiving (%d bytes, then %d) after the stalled one was dropped", before, after)
+			}
+			if v := ts.scrape(t, "pushbench_drops_total", `cause="write_timeout",transport="sse"`); v != 1 {
+				t.Errorf("drops_total{write_timeout} = %v, want 1 (the live stream was dropped too)", v)
+			}
+		})
+	}
+}
+
+// countingWriter counts what is written to it.
+type countingWriter struct{ n *atomic.Int64 }
+
+func (w countingWriter) Write(b []byte) (int, error) { w.n.Add(int64(len(b))); return len(b), nil }
 
 // TestHeldPollOutlivesWriteTimeout: a long poll held longer than the write
 // timeout is answered, on every protocol. On HTTP/2 net/http's WriteTimeout
