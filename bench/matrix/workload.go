@@ -15,7 +15,7 @@ func Workloads() Dimension {
 			"SSE and polling on HTTP/1.1 keep-alive (one answer at a time per connection; with protocol h2 or h2c, streams over one connection per 32 answers of the cap), " +
 			"WebSocket multiplexed over one session per 32 answers of the cap; " +
 			"the server's answer service serves them whatever the implementation (the implementation's words describe its feed): " +
-			"SSE answers on net/http's handler goroutine, one per answer, WebSocket sessions on gorilla/websocket with one writer each, " +
+			"SSE answers on connections taken over from net/http, one goroutine per answer (HTTP/2: net/http's handler goroutine), WebSocket sessions on gorilla/websocket with one writer each, " +
 			"long polls held in net/http handlers; an answer's first chunk wakes to the microsecond (a timerfd), the later ones on Go timers",
 			Loadgen:     []string{"-workload", "answer"},
 			Transports:  []string{"sse", "ws", "poll"},

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,16 +121,30 @@ func checkRun(t *testing.T, cfg Config, conn string, o *Outcome) {
 	}
 }
 
-// countAccepts counts the connections a server accepts.
+// countAccepts counts the connections a server accepts. A keep-alive
+// connection that an SSE answer took over comes back through Accept once
+// the answer is done (the same net.Conn), for net/http to serve its next
+// request: each connection is counted once.
 type countAccepts struct {
 	net.Listener
-	n *atomic.Int64
+	mu   *sync.Mutex
+	seen map[net.Conn]bool
+	n    *atomic.Int64
+}
+
+func newCountAccepts(l net.Listener, n *atomic.Int64) countAccepts {
+	return countAccepts{Listener: l, mu: new(sync.Mutex), seen: map[net.Conn]bool{}, n: n}
 }
 
 func (l countAccepts) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil {
-		l.n.Add(1)
+		l.mu.Lock()
+		if !l.seen[c] {
+			l.seen[c] = true
+			l.n.Add(1)
+		}
+		l.mu.Unlock()
 	}
 	return c, err
 }
@@ -149,7 +164,7 @@ func TestRunTLSAndH2(t *testing.T) {
 		t.Run(tc.proto+"/"+tc.transport+"/"+tc.conn, func(t *testing.T) {
 			var accepted atomic.Int64
 			raw, caFile := servertest.ServeWrapped(t, server.Config{Transport: tc.transport}, tc.proto,
-				func(l net.Listener) net.Listener { return countAccepts{l, &accepted} })
+				func(l net.Listener) net.Listener { return newCountAccepts(l, &accepted) })
 			base, err := url.Parse(raw)
 			if err != nil {
 				t.Fatal(err)

@@ -22,11 +22,11 @@ func (s *Service) startPoll(w http.ResponseWriter, rec *record, release func(str
 	s.store.mu.Lock()
 	rec.release = release
 	s.store.mu.Unlock()
-	b := append(append(append([]byte(`{"id":`), rec.idJSON...), '}'), '\n')
+	b := append(rec.id.appendJSON([]byte(`{"id":`)), '}', '\n')
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Answer-Id", rec.id)
+	h.Set("X-Answer-Id", rec.id.String())
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	s.respond(w, http.StatusAccepted, b)
 }
@@ -84,11 +84,13 @@ func (s *Service) poll(w http.ResponseWriter, r *http.Request, rec *record) {
 	done := end == req.Tokens
 	b := make([]byte, 0, 32+(end-next)*80)
 	b = append(b, `{"chunks":[`...)
+	var idj [idJSONLen]byte
+	id := rec.id.appendJSON(idj[:0])
 	for k := next; k < end; k++ {
 		if k > next {
 			b = append(b, ',')
 		}
-		b = answer.AppendChunkJSON(b, rec.idJSON, req.Seed, k, req.Due(rec.arrival, k))
+		b = answer.AppendChunkJSON(b, id, req.Seed, k, req.Due(rec.arrival, k))
 	}
 	b = append(b, `],"done":`...)
 	b = strconv.AppendBool(b, done)

@@ -6,10 +6,22 @@
 // computes the chunks that are due when it wakes, encodes each one straight
 // into its write buffer, writes the batch and sleeps until the next chunk is
 // due. Ownership, per flavour:
-//   - SSE: the net/http handler goroutine of POST /answer (or of a resume,
-//     GET /answer/{id}) owns its answer and one timer, and ends when the
-//     answer is done, the client goes away (net/http cancels the request's
-//     context), a write fails or the server shuts down.
+//   - SSE over HTTP/1.x: once POST /answer (or a resume, GET /answer/{id})
+//     is read and admitted, the connection is taken over from net/http
+//     (takeOver) and one goroutine of the answer's own, started through
+//     the server, owns it: it writes the response (chunked, one write per
+//     batch) and waits for each chunk in a read of the connection under a
+//     deadline, the first chunk's last stretch on the alarm clock, so that
+//     a client that leaves ends the answer at once (the read ends). It
+//     ends when the answer is done, the client goes away, a write fails or
+//     the server shuts down (a read deadline in the past wakes every such
+//     connection, conns). A keep-alive connection then waits, in the same
+//     goroutine and without buffers, for the client's next request and
+//     goes back to net/http (Config.HandBack), which serves it.
+//   - SSE over HTTP/2: the net/http handler goroutine of the stream owns
+//     its answer and one timer, and ends when the answer is done, the
+//     client resets the stream (net/http cancels the request's context), a
+//     write fails or the server shuts down.
 //   - WebSocket: a session has a reader goroutine (requests in) and a writer
 //     goroutine that owns every answer of the session in a heap ordered by
 //     the next chunk due, with one timer; both are started through the
@@ -31,7 +43,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"mime"
 	"net"
 	"net/http"
@@ -85,10 +96,20 @@ type Config struct {
 	// Shutdown is canceled when the server stops: streams end, sessions
 	// close with 1001, held polls are answered.
 	Shutdown context.Context
-	// Go starts a WebSocket session's goroutine so that the server can wait
-	// for it; false means the server is shutting down.
-	Go     func(func()) bool
-	Logger *slog.Logger
+	// Go starts a WebSocket session's goroutine, or a taken-over SSE
+	// answer's, so that the server can wait for it; false means the server
+	// is shutting down.
+	Go func(func()) bool
+	// HandBack is asked, when an SSE answer takes its HTTP/1.1 connection
+	// over from net/http, for the way back: once the answer is done and
+	// the client began its next request within keepAlive (net/http's idle
+	// timeout; 0: no bound), back gives the connection (deadlines cleared)
+	// to net/http again, which serves that request (keep-alive). A nil
+	// back (or no HandBack: a service constructed alone) means the
+	// connection cannot go back: it is closed after the answer, and the
+	// response says so (Connection: close).
+	HandBack func(c net.Conn) (back func(net.Conn), keepAlive time.Duration)
+	Logger   *slog.Logger
 }
 
 // Service is the http.Handler of /answer and /answer/{id}.
@@ -100,6 +121,7 @@ type Service struct {
 	store    store
 	inFlight atomic.Int64
 	ws       wsUpgrader
+	conns    conns // taken over for SSE answers, woken at shutdown
 }
 
 // New validates cfg and returns the service; Run runs its janitor.
@@ -144,6 +166,7 @@ func New(cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, clock: clock}
 	s.store.init(cfg.Metrics.Retained)
 	s.ws.init(cfg.AllowOrigin)
+	context.AfterFunc(cfg.Shutdown, s.conns.wake) // for the Service's life: nothing to stop
 	return s, nil
 }
 
@@ -337,7 +360,7 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := s.store.add(req, arrival, s.cfg.Retain)
 	if flavour == metrics.SSE {
-		release(s.streamSSE(w, r, rec, 0))
+		s.serveSSE(w, r, rec, 0, release)
 		return
 	}
 	s.startPoll(w, rec, release)
@@ -435,14 +458,8 @@ func outcomeOf(err error) string {
 	return metrics.AnswerError
 }
 
-// newID returns a fresh answer id: 16 hex digits, random so that an id of
-// an earlier server process does not name an answer of this one.
-func newID() string {
-	var b [16]byte
-	return string(strconv.AppendUint(b[:0], rand.Uint64()|1<<63, 16))
-}
-
-// idJSON is an id as a JSON string, for the chunk encoder.
+// idJSON is a WebSocket request's id as a JSON string, for the chunk
+// encoder.
 func idJSON(id string) []byte {
 	b, _ := json.Marshal(id)
 	return b

@@ -52,13 +52,25 @@ func (s *Service) resume(w http.ResponseWriter, r *http.Request, rec *record) {
 		return
 	}
 	s.cfg.Metrics.Resumes.Inc()
+	s.serveSSE(w, r, rec, from, release)
+}
+
+// serveSSE delivers an admitted SSE answer from chunk from on and frees
+// its slot (release) with the outcome: over HTTP/1.x on the connection,
+// taken over from net/http (see takeOver), over HTTP/2 on the handler
+// goroutine (streamSSE).
+func (s *Service) serveSSE(w http.ResponseWriter, r *http.Request, rec *record, from int, release func(outcome string)) {
+	if r.ProtoMajor == 1 && s.takeOver(w, r, rec, from, release) {
+		return
+	}
 	release(s.streamSSE(w, r, rec, from))
 }
 
 // streamSSE writes the answer's chunks from index from on as SSE events as
 // they fall due, then event: done, and returns how the delivery ended. It
 // runs in the request's handler goroutine, the response's one writer, with
-// one timer for the whole answer.
+// one timer for the whole answer: an HTTP/2 stream, which cannot be taken
+// over, being one of many on its connection.
 func (s *Service) streamSSE(w http.ResponseWriter, r *http.Request, rec *record, from int) string {
 	m := s.cfg.Metrics
 	chunks, bytes := m.Chunks.WithLabelValues(metrics.SSE), m.Bytes.WithLabelValues(metrics.SSE)
@@ -67,7 +79,7 @@ func (s *Service) streamSSE(w http.ResponseWriter, r *http.Request, rec *record,
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("X-Answer-Id", rec.id)
+	h.Set("X-Answer-Id", rec.id.String())
 	// write sends b with a deadline and flushes it.
 	write := func(b []byte) error {
 		if s.cfg.WriteTimeout > 0 {
@@ -92,16 +104,8 @@ func (s *Service) streamSSE(w http.ResponseWriter, r *http.Request, rec *record,
 	for {
 		if due := req.DueBy(rec.arrival, time.Now().UnixNano()); due > next {
 			bp := bufs.Get().(*[]byte)
-			b := (*bp)[:0]
 			end := min(due, next+maxBatch)
-			for k := next; k < end; k++ {
-				b = appendEvent(b, rec, k)
-			}
-			if end == req.Tokens {
-				b = append(b, "event: done\ndata: "...)
-				b = answer.AppendDoneJSON(b, rec.idJSON, req.Tokens, false)
-				b = append(b, "\n\n"...)
-			}
+			b := appendBatch((*bp)[:0], rec, next, end)
 			err := write(b)
 			*bp = b[:0]
 			bufs.Put(bp)
@@ -127,11 +131,28 @@ func (s *Service) streamSSE(w http.ResponseWriter, r *http.Request, rec *record,
 	}
 }
 
-// appendEvent appends chunk k as an SSE event: "id: k\ndata: JSON\n\n".
-func appendEvent(b []byte, rec *record, k int) []byte {
+// appendBatch appends chunks next..end-1 as SSE events and, when end is
+// the answer's last, the done event.
+func appendBatch(b []byte, rec *record, next, end int) []byte {
+	var idj [idJSONLen]byte
+	id := rec.id.appendJSON(idj[:0])
+	for k := next; k < end; k++ {
+		b = appendEvent(b, rec, id, k)
+	}
+	if end == rec.req.Tokens {
+		b = append(b, "event: done\ndata: "...)
+		b = answer.AppendDoneJSON(b, id, rec.req.Tokens, false)
+		b = append(b, "\n\n"...)
+	}
+	return b
+}
+
+// appendEvent appends chunk k as an SSE event: "id: k\ndata: JSON\n\n";
+// id is the answer's id as JSON.
+func appendEvent(b []byte, rec *record, id []byte, k int) []byte {
 	b = append(b, "id: "...)
 	b = strconv.AppendInt(b, int64(k), 10)
 	b = append(b, "\ndata: "...)
-	b = answer.AppendChunkJSON(b, rec.idJSON, rec.req.Seed, k, rec.req.Due(rec.arrival, k))
+	b = answer.AppendChunkJSON(b, id, rec.req.Seed, k, rec.req.Due(rec.arrival, k))
 	return append(b, "\n\n"...)
 }

@@ -1,6 +1,8 @@
 package answersrv
 
 import (
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -11,10 +13,11 @@ import (
 )
 
 // record is an answer retained for resume and polls: only its request and
-// arrival, since every chunk can be computed again from them.
+// arrival, since every chunk can be computed again from them. Thousands
+// are retained at once (-answer-retain at the arrival rate), so it holds
+// its id as a number, not as a string and its JSON.
 type record struct {
-	id      string
-	idJSON  []byte
+	id      answerID
 	req     answer.Request
 	arrival int64 // Unix ns
 	until   int64 // retained until (Unix ns): the last chunk's due time + Retain
@@ -27,15 +30,47 @@ type record struct {
 	seen    int64
 }
 
+// answerID is an answer's id, written as 16 lowercase hex digits (the top
+// bit is set, so there are always 16), random so that an id of an earlier
+// server process does not name an answer of this one.
+type answerID uint64
+
+func newID() answerID { return answerID(rand.Uint64() | 1<<63) }
+
+func (id answerID) String() string { return strconv.FormatUint(uint64(id), 16) }
+
+// appendJSON appends id as a JSON string, for the chunk encoder.
+func (id answerID) appendJSON(b []byte) []byte {
+	b = strconv.AppendUint(append(b, '"'), uint64(id), 16)
+	return append(b, '"')
+}
+
+// idJSONLen is the length of an answerID as JSON.
+const idJSONLen = 18
+
+// parseID reads an id as written; false for anything else.
+func parseID(s string) (answerID, bool) {
+	if len(s) != 16 {
+		return 0, false
+	}
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseUint(s, 16, 64)
+	return answerID(v), err == nil
+}
+
 // store holds the retained answers by id.
 type store struct {
 	mu       sync.Mutex
-	byID     map[string]*record
+	byID     map[answerID]*record
 	retained prometheus.Gauge
 }
 
 func (st *store) init(retained prometheus.Gauge) {
-	st.byID = map[string]*record{}
+	st.byID = map[answerID]*record{}
 	st.retained = retained
 }
 
@@ -50,14 +85,17 @@ func (st *store) add(req answer.Request, arrival int64, retain time.Duration) *r
 			break
 		}
 	}
-	rec.idJSON = idJSON(rec.id)
 	st.byID[rec.id] = rec
 	st.retained.Set(float64(len(st.byID)))
 	return rec
 }
 
 // get returns the answer id if it is still retained at now.
-func (st *store) get(id string, now int64) *record {
+func (st *store) get(s string, now int64) *record {
+	id, ok := parseID(s)
+	if !ok {
+		return nil
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	rec := st.byID[id]

@@ -72,6 +72,12 @@ type Limits struct {
 // timeout (Config.WriteTimeout) bounds every answer; the streaming and
 // polling handlers move it before each write.
 //
+// The returned listener also gives net/http back the keep-alive
+// connections that SSE answers took over, once their client began its next
+// request (see backListener); net/http's own IdleTimeout then holds for
+// them too (the answer waits that long for the next request). It closes
+// those left with it when it is closed.
+//
 // Config.Protocol adds TLS and HTTP/2. With TLS the returned listener
 // wraps the limiting one: the bound counts TCP connections (each holds a
 // descriptor whether or not its handshake completes), and a handshake is
@@ -85,7 +91,7 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 	if lim.IdleTimeout <= 0 {
 		lim.IdleTimeout = DefaultIdleTimeout
 	}
-	l := &limitListener{TCPListener: ln, s: s, sndbuf: lim.SndBuf}
+	l := &limitListener{TCPListener: ln, s: s, sndbuf: lim.SndBuf, idle: lim.IdleTimeout}
 	if lim.Conns > 0 {
 		l.max, l.reserve = int64(lim.Conns), int64(max(lim.Reserve, 0))
 	}
@@ -96,10 +102,7 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if tc, ok := c.(*tls.Conn); ok {
-				c = tc.NetConn()
-			}
-			if lc, ok := c.(*limitedConn); ok && lc.isReserve() {
+			if lc := limitedOf(c); lc != nil && lc.isReserve() {
 				return context.WithValue(ctx, reserveKey{}, true)
 			}
 			return answersrv.ConnContext(ctx) // answers in flight per connection
@@ -109,12 +112,29 @@ func (s *Server) HTTP(ln *net.TCPListener, lim Limits) (*http.Server, net.Listen
 	p := s.cfg.Protocol
 	hs.Protocols = p.Protocols()
 	hs.HTTP2 = p.HTTP2(s.cfg.WriteTimeout, s.countH2Error)
+	var served net.Listener = l
 	if p.TLS != nil {
 		// Serve sets HTTP/2 up for a TLS listener whose config offers h2.
 		hs.TLSConfig = p.TLS.Clone()
-		return hs, tls.NewListener(l, hs.TLSConfig)
+		served = tls.NewListener(l, hs.TLSConfig)
 	}
-	return hs, l
+	l.back = newBackListener(served, ln, s.ctx)
+	return hs, l.back
+}
+
+// handBack is the answer service's way back to net/http for a connection
+// an SSE answer took over (answersrv.Config.HandBack): the listener of
+// HTTP that accepted it takes it back once the answer is done and the
+// client began its next request within the idle timeout, and net/http
+// serves that request. A connection that no such listener accepted (a
+// test's httptest server) cannot go back, nor any once the server is
+// shutting down: those are closed after their answer.
+func (s *Server) handBack(c net.Conn) (back func(net.Conn), keepAlive time.Duration) {
+	lc := limitedOf(c)
+	if lc == nil || lc.l.back == nil || s.ctx.Err() != nil {
+		return nil, 0
+	}
+	return lc.l.back.putConn, lc.l.idle
 }
 
 // countH2Error counts the HTTP/2 streams refused at the connection's

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,7 +49,11 @@ type limitListener struct {
 	max     int64 // normal connections; 0: no bound (and no reserve)
 	reserve int64
 	sndbuf  int
-	open    atomic.Int64
+	// idle is the server's idle timeout, how long a connection an answer
+	// took over may wait for its next request before it goes back.
+	idle time.Duration
+	back *backListener // what net/http serves, over this listener
+	open atomic.Int64
 	// When each warning was last logged, so that one does not hide another.
 	warnedEMFILE, warnedBound, warnedFull atomic.Int64
 }
@@ -109,6 +116,16 @@ type limitedConn struct {
 	closed atomic.Bool
 }
 
+// limitedOf is the limitedConn beneath c (a *tls.Conn's), or nil for a
+// connection no limitListener accepted.
+func limitedOf(c net.Conn) *limitedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	lc, _ := c.(*limitedConn)
+	return lc
+}
+
 // Close gives the slot back before it closes the socket, so that a client
 // that sees the connection end may count on the slot being free.
 func (c *limitedConn) Close() error {
@@ -138,4 +155,95 @@ func (c *limitedConn) SetReadDeadline(t time.Time) error {
 
 func (c *limitedConn) SetWriteDeadline(t time.Time) error {
 	return c.TCPConn.SetWriteDeadline(c.capped(t))
+}
+
+// backListener is the listener net/http serves (see Server.HTTP): the
+// connections of the listener beneath it (the limitListener, or TLS over
+// it), and the keep-alive connections that SSE answers took over and hand
+// back once done and their client began its next request
+// (Server.handBack), so that net/http serves that request as if it had
+// kept the connection. A handed-back connection comes back as it went (a
+// *tls.Conn keeps its TLS state and protocol); it was counted when the
+// limitListener accepted it and is not counted again, and it is closed if
+// it comes back after Close or once the server is shutting down.
+//
+// Accept blocks in the TCP listener's accept; put wakes it by moving the
+// TCP listener's deadline to the past (the listener has no deadline
+// otherwise), and Accept, seeing the timeout, clears the deadline and
+// takes the handed-back connection. No goroutine is added: new
+// connections are accepted as before, on net/http's accept loop.
+type backListener struct {
+	net.Listener                  // the limitListener, or TLS over it
+	tcp          *net.TCPListener // beneath it all: its deadline wakes Accept
+
+	shutdown context.Context // the server's shutdown signal
+	// putConn is put as a func, made once: handBack gives it to every
+	// answer.
+	putConn func(net.Conn)
+
+	mu     sync.Mutex
+	queue  []net.Conn // handed back, not yet taken by Accept
+	closed bool
+}
+
+func newBackListener(l net.Listener, tcp *net.TCPListener, shutdown context.Context) *backListener {
+	bl := &backListener{Listener: l, tcp: tcp, shutdown: shutdown}
+	bl.putConn = bl.put
+	return bl
+}
+
+// Accept returns a handed-back connection if there is one, else the next
+// accepted one.
+func (l *backListener) Accept() (net.Conn, error) {
+	for {
+		// put appends before it moves the deadline, and a timeout clears
+		// the deadline before this looks again: a connection put is never
+		// left behind a blocked accept.
+		l.mu.Lock()
+		if len(l.queue) > 0 {
+			c := l.queue[0]
+			l.queue[0] = nil
+			l.queue = l.queue[1:]
+			l.mu.Unlock()
+			return c, nil
+		}
+		l.mu.Unlock()
+		c, err := l.Listener.Accept()
+		var ne net.Error
+		if err != nil && errors.As(err, &ne) && ne.Timeout() {
+			if err := l.tcp.SetDeadline(time.Time{}); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return c, err
+	}
+}
+
+// put hands c back for Accept, or closes it once the listener is closed
+// or the server is shutting down.
+func (l *backListener) put(c net.Conn) {
+	l.mu.Lock()
+	if l.closed || l.shutdown.Err() != nil {
+		l.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	l.queue = append(l.queue, c)
+	l.mu.Unlock()
+	_ = l.tcp.SetDeadline(time.Unix(1, 0)) // wakes Accept; fails only once closed, when Accept ends anyway
+}
+
+// Close closes the listener and the connections handed back and not yet
+// taken.
+func (l *backListener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	queued := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for _, c := range queued {
+		_ = c.Close()
+	}
+	return l.Listener.Close()
 }

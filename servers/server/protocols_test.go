@@ -82,7 +82,7 @@ func startOver(t testing.TB, p proto, cfg server.Config) *testServer {
 	if p.tls {
 		scheme = "https://"
 	}
-	ts := &testServer{srv: srv, base: scheme + ln.Addr().String(), proto: p}
+	ts := &testServer{srv: srv, base: scheme + ln.Addr().String(), proto: p, roots: roots}
 	ts.h1 = func() *http.Client { return clientOf(roots, false, p.tls, false) }
 	ts.client = ts.h1
 	if p.h2 {

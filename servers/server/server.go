@@ -3,10 +3,13 @@
 // demo page, an admission limit, and a graceful shutdown.
 //
 // Ownership: Run owns the feed's publisher goroutine. SSE and WebSocket
-// connections are taken over from net/http after the handshake; their
-// goroutines are started through the server so that Shutdown can wait for
-// them. Held polls live in net/http's handler goroutines and are answered
-// when Shutdown cancels the server's context, the one shutdown signal.
+// connections are taken over from net/http after the handshake, and so are
+// HTTP/1.x connections carrying an SSE answer; their goroutines are started
+// through the server so that Shutdown can wait for them. A keep-alive
+// connection whose answer is done goes back to net/http through the
+// listener HTTP returned (handBack). Held polls live in net/http's handler
+// goroutines and are answered when Shutdown cancels the server's context,
+// the one shutdown signal.
 package server
 
 import (
@@ -165,7 +168,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	acfg := cfg.Answer
 	acfg.Transport, acfg.WriteTimeout, acfg.Ping, acfg.AllowOrigin = cfg.Transport, cfg.WriteTimeout, cfg.Ping, cfg.AllowOrigin
-	acfg.Metrics, acfg.Shutdown, acfg.Go, acfg.Logger = s.metrics.Answers, ctx, s.goConn, cfg.Logger
+	acfg.Metrics, acfg.Shutdown, acfg.Go, acfg.HandBack, acfg.Logger = s.metrics.Answers, ctx, s.goConn, s.handBack, cfg.Logger
 	if s.answers, err = answersrv.New(acfg); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

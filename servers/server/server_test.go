@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ type testServer struct {
 	proto      proto
 	client, h1 func() *http.Client
 	closeIdle  func()
+	roots      *x509.CertPool // trusts the server's certificate (TLS)
 }
 
 func startServer(t testing.TB, cfg server.Config) *testServer {
