@@ -48,7 +48,7 @@ func (id answerID) appendJSON(b []byte) []byte {
 // idJSONLen is the length of an answerID as JSON.
 const idJSONLen = 18
 
-// parseID reads an id as written; false for anything else.
+// parseID reads an id as newID writes it; false for anything else.
 func parseID(s string) (answerID, bool) {
 	if len(s) != 16 {
 		return 0, false
@@ -59,7 +59,10 @@ func parseID(s string) (answerID, bool) {
 		}
 	}
 	v, err := strconv.ParseUint(s, 16, 64)
-	return answerID(v), err == nil
+	if err != nil || v < 1<<63 { // newID sets the top bit: no other id was written
+		return 0, false
+	}
+	return answerID(v), true
 }
 
 // store holds the retained answers by id.
