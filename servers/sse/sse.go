@@ -299,11 +299,14 @@ func (ww *writeWatch) stop() (expired bool) {
 	if ww.timer == nil {
 		return false
 	}
-	ww.timer.Stop()
+	// writing is cleared before the timer stops, so that a watch firing
+	// in between finds the write over and leaves the stream alone.
 	ww.mu.Lock()
-	defer ww.mu.Unlock()
 	ww.writing = false
-	return ww.expired
+	expired = ww.expired
+	ww.mu.Unlock()
+	ww.timer.Stop()
+	return expired
 }
 
 // fire resets the stream of a write still under way.
