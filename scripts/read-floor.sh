@@ -13,15 +13,7 @@ cd "$(dirname "$0")/.."
 clients=${1:-5000}
 rate=${2:-10}
 runs=${3:-1}
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-pin_server=() pin_client=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  pin_server=(taskset -c 0) pin_client=(taskset -c 1)
-else
-  echo "note: one CPU or no taskset: server and reader are not pinned apart"
-fi
+. scripts/lib.sh "reader"
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 deliveries() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^pushbench_deliveries_total/ {s += $2} END {printf "%.0f\n", s}'; }

@@ -13,16 +13,7 @@ fan_clients=${2:-1000}
 fan_rate=${3:-2000}
 port_base=$((20000 + RANDOM % 20000))
 tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-cpus=$(nproc)
-pin_server=() pin_client=()
-if [ "$cpus" -ge 2 ] && command -v taskset >/dev/null; then
-  pin_server=(taskset -c 0) pin_client=(taskset -c 1)
-else
-  echo "note: $cpus CPU(s) or no taskset: server and load generator are not pinned apart"
-fi
+. scripts/lib.sh "load generator"
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
