@@ -15,6 +15,7 @@ build:
 	$(GO) build -o $(BIN)/bench ./bench/cmd/bench
 	$(GO) build -o $(BIN)/netshape ./network/cmd/netshape
 	$(GO) build -o $(BIN)/readfloor ./loadgen/cmd/readfloor
+	$(GO) build -o $(BIN)/answerfloor ./loadgen/cmd/answerfloor
 
 vet:
 	$(GO) vet ./...

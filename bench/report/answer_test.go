@@ -75,6 +75,7 @@ func TestAnswerFiguresAndFindings(t *testing.T) {
 	for _, want := range []string{
 		"Answer streaming, 100 in flight: TTFT p99 misses the target, think (200 ms) + 2 ms, on **poll** (over think: sse +1.1 ms of 100 answers, ws +1.6 ms of 100 answers (flagged INCORRECT), poll +30.0 ms of 40 answers, the worst of them)",
 		"ITL p99 against a token interval of 20 ms: sse 20.0 ms (100 B/chunk)",
+		"scripts/answer-floor.sh measures it with a bare TCP client and server that keep the same schedule",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("findings lack %q:\n%s", want, got)
