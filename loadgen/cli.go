@@ -69,8 +69,9 @@ by default -clients over one answer's length, which keeps -clients answers
 in flight on average), at most -concurrency in flight: an arrival that
 finds them all busy is not sent and is counted (not_sent_cap), never
 delayed. Each answer is timed from when it was meant to be sent: TTFT (to
-its first chunk), ITL (between its chunks), end to end (to done), and each
-chunk's lateness from its scheduled ts; and checked: every chunk once, in
+its first chunk, and of it the way to the server: to the arrival time the
+server stamps into the chunks' ts), ITL (between its chunks), end to end
+(to done), and each chunk's lateness from its scheduled ts; and checked: every chunk once, in
 order, done received, the text the seed determines. Arrivals come for
 -ramp + -warmup + -duration; those before -duration are checked but not
 measured. Then up to -drain (default: one answer's length plus 2s) for the

@@ -89,6 +89,9 @@ func WriteSummary(w io.Writer, r *result.Result) error {
 	}
 	if a := r.Answer; a != nil {
 		pct("TTFT", a.TTFT, "; from the intended send time")
+		if a.ToServer.Count > 0 {
+			pct("  to server", a.ToServer, "; server's arrival stamp - intended send")
+		}
 		pct("ITL", a.ITL, "; between chunks")
 		pct("end to end", a.E2E, "; to done")
 		pct("chunk lat.", a.ChunkLatency, "; arrival - scheduled ts")

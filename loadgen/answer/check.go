@@ -116,6 +116,7 @@ func (a *ans) chunk(id string, i int, text string, ts, at int64) {
 		record(st.h.ChunkLatency, at-ts)
 		if a.lastAt == 0 {
 			record(st.h.TTFT, at-a.due)
+			record(st.h.ToServer, a.arrival-a.due)
 		} else {
 			record(st.h.ITL, at-a.lastAt)
 		}

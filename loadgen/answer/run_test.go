@@ -98,14 +98,24 @@ func checkRun(t *testing.T, cfg Config, conn string, o *Outcome) {
 		t.Errorf("chunks %+v, want %d received and expected", c, a.Answers.Sent*int64(cfg.Tokens))
 	}
 	// The histograms hold the measured window's answers only.
-	if w := a.Window.Completed; w == 0 || a.TTFT.Count != w || a.E2E.Count != w ||
+	if w := a.Window.Completed; w == 0 || a.TTFT.Count != w || a.ToServer.Count != w || a.E2E.Count != w ||
 		a.ITL.Count != w*int64(cfg.Tokens-1) || a.ChunkLatency.Count != w*int64(cfg.Tokens) {
-		t.Errorf("histogram counts TTFT %d, E2E %d, ITL %d, chunk %d for %d measured answers of %d chunks",
-			a.TTFT.Count, a.E2E.Count, a.ITL.Count, a.ChunkLatency.Count, w, cfg.Tokens)
+		t.Errorf("histogram counts TTFT %d, to server %d, E2E %d, ITL %d, chunk %d for %d measured answers of %d chunks",
+			a.TTFT.Count, a.ToServer.Count, a.E2E.Count, a.ITL.Count, a.ChunkLatency.Count, w, cfg.Tokens)
 	}
 	// No answer can end before its think and its chunks' schedule.
 	if min := float64(cfg.Length()) / 1e6; a.E2E.P50 < min || a.TTFT.P50 < float64(cfg.Think)/1e6 {
 		t.Errorf("end to end p50 %.2f ms, TTFT p50 %.2f ms: shorter than the schedule (%.2f ms, think %s)", a.E2E.P50, a.TTFT.P50, min, cfg.Think)
+	}
+	// Every answer's TTFT is its way to the server, think, and its first
+	// chunk's way back (the server writes it no earlier than due): each
+	// quantile of TTFT is at least think over the same quantile of the
+	// way to the server (within the histograms' 3 digits).
+	think := float64(cfg.Think) / 1e6
+	for _, q := range [][2]float64{{a.TTFT.P50, a.ToServer.P50}, {a.TTFT.P99, a.ToServer.P99}, {a.TTFT.Max, a.ToServer.Max}} {
+		if q[0]*1.001 < q[1]+think {
+			t.Errorf("TTFT %.3f ms < to server %.3f ms + think %s: the way to the server is not TTFT's first part", q[0], q[1], cfg.Think)
+		}
 	}
 	opened, sent := a.ConnectionsOpened, a.Answers.Sent
 	switch {
@@ -248,6 +258,11 @@ func TestSlowServerShowsAsTTFT(t *testing.T) {
 	}
 	if got := time.Duration(a.TTFT.Max * float64(time.Millisecond)); got < bound {
 		t.Errorf("TTFT max %s, want at least %s: the accept queue's wait is missing", got, bound)
+	}
+	// The wait came before the server read the request: it is on the way
+	// to the server, not the way back.
+	if got := time.Duration(a.ToServer.Max * float64(time.Millisecond)); got < bound || a.ToServer.Count != a.TTFT.Count {
+		t.Errorf("to server max %s of %d answers, want at least %s of %d: the wait is not on the request's way", got, a.ToServer.Count, bound, a.TTFT.Count)
 	}
 }
 
