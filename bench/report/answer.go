@@ -12,7 +12,10 @@ import (
 // send time (TTFT, end to end) or between an answer's chunks (ITL).
 type AnswerFigures struct {
 	TTFT50, TTFT99, ITL99, E2E99 Num
-	BytesPerChunk                Num // wire bytes received per chunk, as the client saw them
+	// ToServer99 is p99 of TTFT's first part, the request's way to the
+	// server (result.AnswerDists.ToServer).
+	ToServer99    Num
+	BytesPerChunk Num // wire bytes received per chunk, as the client saw them
 	// CPUPer1kChunks is the server's CPU ms per 1,000 chunks: its CPU over
 	// the sampled window against the chunk rate the clients received in
 	// the measured window.
@@ -27,6 +30,9 @@ func (f *Figures) deriveAnswer(run *Run) {
 	a, srv := run.Result.Answer, run.Server
 	if a.TTFT.Count > 0 {
 		f.TTFT50, f.TTFT99, f.E2E99 = Num(a.TTFT.P50), Num(a.TTFT.P99), Num(a.E2E.P99)
+	}
+	if a.ToServer.Count > 0 {
+		f.ToServer99 = Num(a.ToServer.P99)
 	}
 	if a.ITL.Count > 0 {
 		f.ITL99 = Num(a.ITL.P99)
@@ -48,6 +54,8 @@ var (
 		Bench: "ttft-p50-ns", Get: func(f *Figures) Num { return f.TTFT50 }}.duration()
 	MetricTTFT99 = Metric{Key: "ttft_p99_ms", Header: "TTFT p99 ms", Name: "p99 time to first token", Prec: 1,
 		Bench: "ttft-p99-ns", Get: func(f *Figures) Num { return f.TTFT99 }, summary: true}.duration()
+	MetricToServer99 = Metric{Key: "to_server_p99_ms", Header: "to server p99 ms", Name: "p99 of the request's way to the server (TTFT's first part)", Prec: 1,
+		Bench: "to-server-p99-ns", Get: func(f *Figures) Num { return f.ToServer99 }}.duration()
 	MetricITL99 = Metric{Key: "itl_p99_ms", Header: "ITL p99 ms", Name: "p99 inter-token latency", Prec: 1,
 		Bench: "itl-p99-ns", Get: func(f *Figures) Num { return f.ITL99 }, summary: true}.duration()
 	MetricE2E99 = Metric{Key: "e2e_p99_ms", Header: "e2e p99 ms", Name: "p99 time to the answer's end", Prec: 0,
@@ -65,6 +73,14 @@ var (
 // nothing).
 const TTFTTarget = 2.0 // ms
 
+// validValue is value for a valid v, "" for a missing one.
+func validValue(m Metric, v Num) string {
+	if !v.Valid() {
+		return ""
+	}
+	return value(m, v)
+}
+
 // answerFindings checks the answer table against its expected shape:
 // TTFT p99 within TTFTTarget of think at 100 in flight on every
 // transport, ITL p99 near the token interval, and zero faulty chunks.
@@ -74,7 +90,8 @@ func answerFindings(r *Report, sec Section) []string {
 		label                   string
 		clients                 int
 		think, interval, ttft   float64
-		answers                 int // answers timed for TTFT, in the first run
+		answers                 int    // answers timed for TTFT, in the first run
+		toServer                string // p99 of the way to the server, "" when not measured
 		itl, lost, bpc, flagged string
 	}
 	var rows []row
@@ -93,7 +110,8 @@ func answerFindings(r *Report, sec Section) []string {
 		}
 		rows = append(rows, row{label: RowLabel(sec.Table, c), clients: c.Clients, think: think, interval: interval,
 			ttft: float64(ttft), answers: answers, itl: value(MetricITL99, c.Summary.Stat(MetricITL99).Median),
-			bpc: value(MetricBytesChunk, c.Summary.Stat(MetricBytesChunk).Median), flagged: Flags(&c.Summary)})
+			toServer: validValue(MetricToServer99, c.Summary.Stat(MetricToServer99).Median),
+			bpc:      value(MetricBytesChunk, c.Summary.Stat(MetricBytesChunk).Median), flagged: Flags(&c.Summary)})
 	}
 	slices.SortStableFunc(rows, func(a, b row) int { return a.clients - b.clients })
 	var over, missed []string
@@ -109,8 +127,15 @@ func answerFindings(r *Report, sec Section) []string {
 		if rw.answers < 100 {
 			s += ", the worst of them"
 		}
+		var notes []string
+		if rw.toServer != "" {
+			notes = append(notes, "to the server "+rw.toServer+" at p99")
+		}
 		if rw.flagged != "" {
-			s += " (flagged " + rw.flagged + ")"
+			notes = append(notes, "flagged "+rw.flagged)
+		}
+		if len(notes) > 0 {
+			s += " (" + strings.Join(notes, "; ") + ")"
 		}
 		over = append(over, s)
 		if rw.ttft-rw.think > TTFTTarget {

@@ -228,7 +228,7 @@ func (f *Figures) nums() []*Num {
 		&f.BytesPerTick, &f.ServerBytesPerTick, &f.TLSBytesPerTick, &f.RSSPerConn, &f.RSSGrowth, &f.CPUPer1k, &f.CPUPer1kConns, &f.GoroutinesPerConn,
 		&f.Reach50, &f.Reach99, &f.Reach100, &f.ReachTicks, &f.ReachNever50, &f.ReachNever99, &f.ReachNever100,
 		&f.SideCPUPer1k, &f.SideCPUShare, &f.P50OverOneWay, &f.P99OverOneWay, &f.Delivered, &f.StalledDropped,
-		&f.TTFT50, &f.TTFT99, &f.ITL99, &f.E2E99, &f.BytesPerChunk, &f.CPUPer1kChunks, &f.RSSPerAnswer}
+		&f.TTFT50, &f.TTFT99, &f.ToServer99, &f.ITL99, &f.E2E99, &f.BytesPerChunk, &f.CPUPer1kChunks, &f.RSSPerAnswer}
 }
 
 // Metric describes one figure for the tables, the charts, the benchmark
@@ -349,7 +349,7 @@ var AllMetrics = []Metric{MetricP50, MetricP99, MetricP999, MetricReach50, Metri
 	MetricMsgs, MetricBytes, MetricTLSBytes, MetricServerB, MetricRSS, MetricCPU, MetricCPUConns, MetricGoroutines, MetricGrowth, MetricReconnects,
 	MetricFailures, MetricMissing, MetricDuplicates, MetricGaps, MetricSideCPU, MetricSideShare,
 	MetricP50OverOneWay, MetricP99OverOneWay, MetricDelivered, MetricStalledDropped,
-	MetricTTFT50, MetricTTFT99, MetricITL99, MetricE2E99, MetricBytesChunk, MetricCPUChunks, MetricRSSAnswer}
+	MetricTTFT50, MetricTTFT99, MetricToServer99, MetricITL99, MetricE2E99, MetricBytesChunk, MetricCPUChunks, MetricRSSAnswer}
 
 // Columns lists the metric columns of a scenario's table. The delivery
 // correctness column (missing/dup/gap) and the notes are added by the table.
