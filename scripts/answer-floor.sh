@@ -6,7 +6,8 @@
 # over think is what the machine's wake-ups and scheduling alone add. The
 # runs are interleaved, floor then sse, ws and poll, round after round, so
 # that a noisy minute lands on all of them; each line is one run's TTFT
-# over think (p50, p99, max), and the last lines the medians of the p99s.
+# over think (p50, p99, max) and p99 of its first part, the request's way
+# to the server; the last lines are the medians of the TTFT p99s.
 # Usage: scripts/answer-floor.sh [answers-in-flight] [rounds]   (default 100 3)
 # Run `make build` first. Servers on CPU 0, clients on CPU 1 (when there are two).
 set -euo pipefail
@@ -23,8 +24,8 @@ wait_port() { # port
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
   echo "nothing listens on port $1"; exit 1
 }
-record() { # name p50 p99 max (ms over think)
-  printf "%-6s TTFT over think: p50 %6.3f  p99 %6.3f  max %7.3f ms\n" "$1" "$2" "$3" "$4"
+record() { # name p50 p99 max (ms over think) to-server-p99 (ms)
+  printf "%-6s TTFT over think: p50 %6.3f  p99 %6.3f  max %7.3f ms; to the server p99 %6.3f ms\n" "$1" "$2" "$3" "$4" "$5"
   p99s[$1]+="$3 "
 }
 
@@ -37,8 +38,8 @@ for round in $(seq "$rounds"); do
   "${pin_client[@]}" bin/answerfloor -addr "127.0.0.1:$port" -clients "$clients" \
     -warmup "$warmup" -duration "$duration" >"$tmp/floor.txt"
   kill -INT "$spid"; wait "$spid" 2>/dev/null || true
-  read -r p50 p99 max < <(awk '/^TTFT-think/ {print $3, $7, $9}' "$tmp/floor.txt")
-  record floor "$p50" "$p99" "$max"
+  read -r p50 p99 max to_server < <(awk '/^TTFT-think/ {t = $3 " " $7 " " $9} /^send/ {s = $7} END {print t, s}' "$tmp/floor.txt")
+  record floor "$p50" "$p99" "$max" "$to_server"
   for tr in sse ws poll; do
     port=$((port + 1))
     "${pin_server[@]}" bin/server -transport "$tr" -addr "127.0.0.1:$port" -log warn 2>"$tmp/server-$tr.log" &
@@ -48,14 +49,16 @@ for round in $(seq "$rounds"); do
       -clients "$clients" -warmup "$warmup" -duration "$duration" -quiet -out "$tmp/$tr.json" >"$tmp/$tr.txt" 2>&1
     kill "$spid"; wait "$spid" 2>/dev/null || true
     # TTFT and think from the result (indented JSON: one key per line).
-    read -r p50 p99 max < <(awk -F'[:,]' '
+    read -r p50 p99 max to_server < <(awk -F'[:,]' '
       /"think_ms"/ {think = $2}
       /"ttft": \{/ {in_ttft = 1}
       in_ttft && /"p50_ms"/ {p50 = $2}
       in_ttft && /"p99_ms"/ {p99 = $2}
       in_ttft && /"max_ms"/ {max = $2; in_ttft = 0}
-      END {printf "%.3f %.3f %.3f\n", p50 - think, p99 - think, max - think}' "$tmp/$tr.json")
-    record "$tr" "$p50" "$p99" "$max"
+      /"to_server": \{/ {in_to = 1}
+      in_to && /"p99_ms"/ {to = $2; in_to = 0}
+      END {printf "%.3f %.3f %.3f %.3f\n", p50 - think, p99 - think, max - think, to}' "$tmp/$tr.json")
+    record "$tr" "$p50" "$p99" "$max" "$to_server"
   done
 done
 echo "medians of the p99s over think ($rounds rounds):"
