@@ -1,6 +1,8 @@
 package loadgen
 
 import (
+	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,15 +119,23 @@ func TestCLIAnswerPreflight(t *testing.T) {
 func TestCLIAnswerRun(t *testing.T) {
 	url := servertest.Start(t, server.Config{Transport: "poll"})
 	out := filepath.Join(t.TempDir(), "r.json")
+	traceFile := filepath.Join(t.TempDir(), "loadgen.trace")
 	code, stdout, errOut := runMain("-workload", "answer", "-transport", "poll", "-url", url+"/answer", "-quiet", "-strict",
-		"-rate", "40", "-concurrency", "8", "-tokens", "5", "-token-rate", "500", "-think", "5ms", "-duration", "300ms", "-out", out)
+		"-rate", "40", "-concurrency", "8", "-tokens", "5", "-token-rate", "500", "-think", "5ms", "-duration", "300ms", "-out", out,
+		"-trace", traceFile)
 	if code != ExitOK {
 		t.Fatalf("exit %d, stderr %q, stdout:\n%s", code, errOut, stdout)
 	}
-	for _, want := range []string{"TTFT", "ITL", "end to end", "chunk lat.", "ok: every answer sent"} {
+	for _, want := range []string{"TTFT", "to server", "ITL", "end to end", "chunk lat.", "ok: every answer sent"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout)
 		}
+	}
+	// -trace: a Go execution trace that logs each send by its seed (the
+	// server runs in this process here, so its arrivals are in it too).
+	if b, err := os.ReadFile(traceFile); err != nil || !bytes.HasPrefix(b, []byte("go 1.")) ||
+		!bytes.Contains(b, []byte("send seed ")) || !bytes.Contains(b, []byte("arrival seed ")) {
+		t.Errorf("-trace wrote %d bytes (%v): not a Go trace logging sends and arrivals", len(b), err)
 	}
 	r, err := result.ReadFile(out)
 	if err != nil {

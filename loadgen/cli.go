@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -134,6 +135,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 		duration   time.Duration
 		progressEv time.Duration
 		cpuProfile string
+		traceFile  string
 	)
 	fs.StringVar(&cfg.Workload, "workload", WorkloadFeed, "feed (the price feed's subscriptions) or answer (per-request answer streams; sse, ws, poll)")
 	fs.StringVar(&cfg.Transport, "transport", "sse", "sse, ws, poll, shortpoll, storm-sse, storm-ws or storm-poll")
@@ -173,6 +175,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 	fs.BoolVar(&quiet, "quiet", false, "no progress output")
 	fs.BoolVar(&strict, "strict", false, "exit 3 when any delivery fault was counted")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator to this file")
+	fs.StringVar(&traceFile, "trace", "", "write a Go execution trace of the load generator to this file (go tool trace; answer runs log each arrival's intended send time)")
 
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, usageHead)
@@ -247,6 +250,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 			return ExitError
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if traceFile != "" {
+		f, err := os.Create(traceFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", oneLine(err))
+			return ExitError
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintf(stderr, "loadgen: trace: %v\n", oneLine(err))
+			return ExitError
+		}
+		defer trace.Stop()
 	}
 	res, err := Run(ctx, cfg)
 	if err != nil {

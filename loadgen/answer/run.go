@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -233,6 +234,9 @@ func (r *runner) arrivals(ctx, ansCtx context.Context, start time.Time) error {
 			return nil
 		}
 		r.arrived.Add(1)
+		if trace.IsEnabled() { // loadgen -trace: each send, by seed, beside the server's arrival
+			trace.Logf(ctx, "answer", "send seed %d due %d now %d", cfg.Seed+n, start.Add(at).UnixNano(), time.Now().UnixNano())
+		}
 		if at >= cfg.Warmup {
 			r.winArrived.Add(1)
 		}

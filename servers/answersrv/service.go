@@ -348,6 +348,7 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	traceArrival(r.Context(), req.Seed, arrival)
 	var conn *atomic.Int64
 	if flavour == metrics.SSE { // polling answers count against the server's bound only
 		conn, _ = r.Context().Value(connKey{}).(*atomic.Int64)

@@ -145,6 +145,7 @@ func (ss *wsSession) read(ctx context.Context) {
 				break
 			}
 			arrival := time.Now().UnixNano()
+			traceArrival(ctx, r.Seed, arrival)
 			ev.a = &wsAnswer{idJSON: idJSON(req), req: r, arrival: arrival, due: r.Due(arrival, 0), release: release}
 		}
 		select {

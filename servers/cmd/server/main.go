@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"syscall"
@@ -81,6 +82,7 @@ func run(args []string, stderr io.Writer) int {
 		ansPerConn  = fs.Int("answer-max-per-conn", answersrv.DefaultMaxPerConn, "answers in flight per WebSocket session or HTTP connection (polling answers count against -answer-max-inflight only)")
 		ansRetain   = fs.Duration("answer-retain", answersrv.DefaultRetain, "how long an SSE or polling answer stays resumable after its last chunk was due; then GET /answer/{id} is 404")
 		ansIdle     = fs.Duration("answer-idle", answersrv.DefaultIdle, "a polling answer nobody polls for this long gives its slot back")
+		traceFile   = fs.String("trace", "", "write a Go execution trace of the server to this file until it shuts down (go tool trace; answers log their arrival)")
 	)
 	usage := func() {
 		fmt.Fprintf(stderr, "Usage: server [flags]\n\nServes the pushbench feed per PROTOCOL.md on /sse, /ws, /poll, /metrics, /healthz and / (demo page),\n"+
@@ -233,6 +235,19 @@ func run(args []string, stderr io.Writer) int {
 	hs, limited := srv.HTTP(ln, limits)
 	if eng := srv.Engine(limits); eng != nil { // the library's own network loop serves every path
 		hs, limited = eng, ln
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "server: trace: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintf(stderr, "server: trace: %v\n", err)
+			return 1
+		}
+		defer trace.Stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -195,3 +195,51 @@ func testSIGTERM(t *testing.T, args []string, path string) {
 		t.Fatal("server did not exit within 10 s of SIGTERM")
 	}
 }
+
+// TestTraceLogsAnswers runs the real binary with -trace: the file is a Go
+// execution trace, written by the time the server exits on SIGTERM, and it
+// logs each answer's arrival by its seed (for following a slow answer
+// across the load generator's trace and the server's).
+func TestTraceLogsAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	file := filepath.Join(t.TempDir(), "server.trace")
+	cmd := exec.Command(serverBin, "-addr", addr, "-log", "warn", "-transport", "sse", "-trace", file)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var resp *http.Response
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err = http.Post("http://"+addr+"/answer", "application/json", strings.NewReader(`{"tokens":1,"think":"0s","seed":4242}`))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("event: done")) {
+		t.Fatalf("answer: %d %.200q", resp.StatusCode, body)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte("go 1.")) || !bytes.Contains(b, []byte("arrival seed 4242 at ")) {
+		t.Fatalf("trace of %d bytes: not a Go trace logging the answer's arrival (starts %.16q)", len(b), b)
+	}
+}
