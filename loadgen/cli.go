@@ -238,31 +238,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 		cfg.Progress, cfg.Live = stderr, live
 	}
 
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
+	for _, r := range []struct {
+		flag, path string
+		start      func(io.Writer) error
+		stop       func()
+	}{
+		{"-cpuprofile", cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{"-trace", traceFile, trace.Start, trace.Stop},
+	} {
+		if r.path == "" {
+			continue
+		}
+		stop, err := startRecording(r.path, r.start, r.stop)
 		if err != nil {
-			fmt.Fprintf(stderr, "loadgen: %v\n", oneLine(err))
+			fmt.Fprintf(stderr, "loadgen: %s: %v\n", r.flag, oneLine(err))
 			return ExitError
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "loadgen: %v\n", oneLine(err))
-			return ExitError
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if traceFile != "" {
-		f, err := os.Create(traceFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "loadgen: %v\n", oneLine(err))
-			return ExitError
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			fmt.Fprintf(stderr, "loadgen: trace: %v\n", oneLine(err))
-			return ExitError
-		}
-		defer trace.Stop()
+		defer stop()
 	}
 	res, err := Run(ctx, cfg)
 	if err != nil {
@@ -288,4 +280,22 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, live boo
 // oneLine keeps an error message on one line.
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// startRecording starts a recording of the process (a CPU profile, an
+// execution trace) into a new file at path; stop ends it and closes the
+// file.
+func startRecording(path string, start func(io.Writer) error, end func()) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		end()
+		f.Close()
+	}, nil
 }

@@ -239,12 +239,12 @@ func run(args []string, stderr io.Writer) int {
 	if *traceFile != "" {
 		f, err := os.Create(*traceFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "server: trace: %v\n", err)
+			fmt.Fprintf(stderr, "server: -trace: %v\n", err)
 			return 1
 		}
 		defer f.Close()
 		if err := trace.Start(f); err != nil {
-			fmt.Fprintf(stderr, "server: trace: %v\n", err)
+			fmt.Fprintf(stderr, "server: -trace: %v\n", err)
 			return 1
 		}
 		defer trace.Stop()
